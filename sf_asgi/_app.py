@@ -1,0 +1,229 @@
+"""`FunctionApp`: the ASGI 3 application around one function instance."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from ._config import ConfigError, Settings
+from ._event import build_event, build_raw_event, new_request_id, parse_query
+from ._instance import Instance, InvocationTimeout, QueueFull, UserCodeError
+from ._loader import LoadError
+from ._response import (
+    MAX_PAYLOAD,
+    HTTPResponse,
+    MalformedResult,
+    error_body,
+    error_response,
+    json_response,
+    malformed_response,
+    raw_response,
+    render_result,
+)
+from ._types import Handler, Receive, Scope, Send
+
+logger = logging.getLogger("sf_asgi")
+
+_MB = 1024 * 1024
+
+
+class FunctionApp:
+    """Serve a Cloud Functions handler `handler(event, context)` over ASGI.
+
+    `handler` is the callable itself or an entry point such as `"index.handler"`; with
+    neither, `SF_HANDLER` names it. Every other setting is a keyword argument of
+    `Settings` and falls back to its `SF_*` variable, then to its default.
+    """
+
+    def __init__(self, handler: str | Handler | None = None, **settings: Any) -> None:
+        unknown = set(settings) - Settings.field_names()
+        if unknown:
+            raise TypeError(
+                f"FunctionApp() got unknown setting(s) {', '.join(sorted(unknown))}; "
+                f"the settings are: {', '.join(sorted(Settings.field_names()))}"
+            )
+        if isinstance(handler, str):
+            settings["handler"] = handler
+            handler = None
+        elif handler is not None and not callable(handler):
+            raise TypeError(f"handler must be a callable or an entry point string, got {type(handler).__name__}")
+        self._callable = handler
+        self._overrides = settings
+        self._instance: Instance | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._get_instance().settings
+
+    def _get_instance(self) -> Instance:
+        # Settings are read when first needed, so `sf_asgi.app` can be imported before SF_* are set.
+        if self._instance is None:
+            settings = Settings.from_env(**self._overrides)
+            if self._callable is None and not settings.handler:
+                raise ConfigError(
+                    "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
+                    "SF_HANDLER=index.handler uvicorn sf_asgi:app"
+                )
+            self._instance = Instance(settings, self._callable)
+        return self._instance
+
+    async def startup(self) -> None:
+        """The cold start: import the handler now. Raises ConfigError or LoadError.
+
+        ASGI lifespan calls this; a host app that mounts this one and runs its own
+        lifespan can call it from there. Without it, the first request imports the handler.
+        """
+        await self._get_instance().load()
+
+    async def shutdown(self) -> None:
+        if self._instance is not None:
+            self._instance.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # a function has no WebSocket endpoint: refuse the handshake
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except ConfigError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc}"})
+                    return
+                except LoadError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc.report()}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            instance = self._get_instance()
+        except ConfigError as exc:
+            await _send(send, json_response(500, {"errorMessage": str(exc), "errorType": "ConfigError"}))
+            return
+        body = await _read_body(scope, receive)
+        if body is None:
+            return  # the client left before its request was complete
+        if isinstance(body, HTTPResponse):
+            await _send(send, body)
+            return
+        try:
+            response = await self._invoke(instance, scope, body)
+        except Exception:
+            logger.exception("sf_asgi failed to handle a request; please report this as a bug")
+            response = json_response(500, {"errorMessage": "Internal error in sf_asgi", "errorType": "InternalError"})
+        await _send(send, response)
+
+    async def _invoke(self, instance: Instance, scope: Scope, body: bytes) -> HTTPResponse:
+        now = time.time()
+        request_id = new_request_id()
+        query: bytes = scope.get("query_string", b"")
+        raw = b"integration" in query and parse_query(query)[0].get("integration") == "raw"
+        event: Any
+        if raw:
+            event = build_raw_event(body)
+        else:
+            event = build_event(
+                scope["method"], scope["headers"], query, body, scope.get("client"), request_id, new_request_id(), now
+            )
+            # The request JSON is limited, not the body alone (SPEC §6): measure it when it can matter.
+            if len(event["body"]) > MAX_PAYLOAD - 256 * 1024:
+                size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+                if size > MAX_PAYLOAD:
+                    return _too_large(size)
+        try:
+            text = await instance.invoke(event, request_id)
+        except QueueFull:
+            return json_response(
+                429,
+                {
+                    "errorMessage": f"All executors are overloaded: {instance.waiting} requests are already "
+                    f"waiting (SF_MAX_QUEUE={instance.settings.max_queue})",
+                    "errorType": "TooManyRequests",
+                },
+            )
+        except InvocationTimeout:
+            return json_response(
+                504,
+                {
+                    "errorMessage": f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)",
+                    "errorType": "Timeout",
+                },
+            )
+        except UserCodeError as exc:
+            logger.error("Invocation %s failed: %s", request_id, json.dumps(error_body(exc.error)))
+            return error_response(exc.error)
+        if len(text) > MAX_PAYLOAD:
+            logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
+            return json_response(
+                502,
+                {
+                    "errorMessage": f"Function response is {len(text)} bytes, over the 3.5 MB limit",
+                    "errorType": "ResponseTooLarge",
+                },
+            )
+        if raw:
+            return raw_response(text)
+        try:
+            return render_result(text)
+        except MalformedResult as exc:
+            logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
+            return malformed_response(text)
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | None:
+    """The whole request body; a 413 as soon as it is sure to be over the limit; None on disconnect."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return json_response(400, {"errorMessage": "Invalid Content-Length", "errorType": "BadRequest"})
+            if declared > MAX_PAYLOAD:
+                return _too_large(declared)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_PAYLOAD:  # stop reading: the event can only be larger than the body
+                return _too_large(size, more=True)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(size: int, more: bool = False) -> HTTPResponse:
+    at_least = "at least " if more else ""
+    return json_response(
+        413,
+        {
+            "errorMessage": f"Request is {at_least}{size / _MB:.2f} MB; the platform limits the request JSON to 3.5 MB",
+            "errorType": "RequestTooLarge",
+        },
+    )
+
+
+async def _send(send: Send, response: HTTPResponse) -> None:
+    headers = response.headers
+    if response.status not in (204, 304):
+        headers = [*headers, (b"content-length", str(len(response.body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,114 @@
+"""One settings object: each field is a keyword argument and an `SF_*` variable (SPEC §8)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "SF_"
+
+# The platform allows at most 10 minutes, or 1 hour for long-lived functions (SPEC §6).
+MAX_TIMEOUT = 3600.0
+
+
+class ConfigError(ValueError):
+    """A setting has a value sf_asgi cannot use; the message names the fix."""
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    handler: str = dataclasses.field(
+        default="", metadata={"help": "entry point: <file>.<function>, pkg.mod.function or module:attr"}
+    )
+    source_dir: str = dataclasses.field(
+        default=".", metadata={"help": "the function's source folder, put first on sys.path"}
+    )
+    function_name: str = dataclasses.field(
+        default="sf-asgi-function", metadata={"help": "context.function_name and invoked_function_arn"}
+    )
+    function_version: str = dataclasses.field(
+        default="$latest", metadata={"help": "context.function_version and log_stream_name; the log's Version"}
+    )
+    log_group: str = dataclasses.field(default="default", metadata={"help": "context.log_group_name"})
+    memory_limit_mb: int = dataclasses.field(default=128, metadata={"help": "context.memory_limit_in_mb"})
+    timeout: float = dataclasses.field(
+        default=10.0, metadata={"help": "seconds an invocation may run before a 504; 0 = no timeout"}
+    )
+    iam_token: str = dataclasses.field(default="", metadata={"help": "the IAM token handed out as context.token"})
+    max_queue: int = dataclasses.field(
+        default=0, metadata={"help": "requests that may wait for the instance before a 429; 0 = no cap"}
+    )
+    concurrency: int = dataclasses.field(
+        default=1, metadata={"help": "invocations of one instance that may overlap (the platform runs 1 for Python)"}
+    )
+    log_format: str = dataclasses.field(default="text", metadata={"help": "sf_asgi's own log lines: text or json"})
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = type(field.default)
+            # int is accepted where a float is expected; bool is never a number here.
+            ok = isinstance(value, expected) or (expected is float and type(value) is int)
+            if not ok or isinstance(value, bool):
+                raise ConfigError(
+                    f"{field.name} (or {env_name(field.name)}) must be {_kind(expected)}, "
+                    f"got {type(value).__name__} {value!r}"
+                )
+        if self.timeout < 0 or self.timeout > MAX_TIMEOUT:
+            raise ConfigError(
+                f"{env_name('timeout')}={self.timeout:g} is out of range: give seconds from 0 to 3600 "
+                "(the platform allows 600, or 3600 for long-lived functions; 0 turns the timeout off)"
+            )
+        for name in ("memory_limit_mb", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{env_name(name)} must be 1 or more, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ConfigError(f"{env_name('max_queue')} must be 0 (no cap) or more, got {self.max_queue}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{env_name('log_format')} must be 'text' or 'json', got {self.log_format!r}")
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from keyword arguments, then `SF_*` variables, then defaults."""
+        if environ is None:
+            environ = os.environ
+        unknown = set(overrides) - cls.field_names()
+        if unknown:
+            names = ", ".join(sorted(cls.field_names()))
+            raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown))}; the settings are: {names}")
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name in overrides:
+                values[field.name] = overrides[field.name]
+            elif env_name(field.name) in environ:
+                values[field.name] = _parse(field.name, type(field.default), environ[env_name(field.name)])
+        return cls(**values)
+
+
+def _kind(expected: type) -> str:
+    return {int: "a whole number", float: "a number", str: "a string"}.get(expected, expected.__name__)
+
+
+def _parse(name: str, expected: type, text: str) -> Any:
+    if expected is str:
+        return text
+    try:
+        return expected(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{env_name(name)}={text!r} is not {_kind(expected)}; e.g. {env_name(name)}={_example(name)}"
+        ) from None
+
+
+def _example(name: str) -> Any:
+    return getattr(Settings, name)

@@ -1,0 +1,194 @@
+"""Request -> event: pure functions from the request's plain data to the platform's event (SPEC §2)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from ._types import Event
+
+# RFC 9110 token characters: Go leaves a name with any other character as it is.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+# Headers the platform drops from the request (SPEC §2), compared in canonical form.
+REMOVED_REQUEST_HEADERS = frozenset(
+    {
+        "Expect", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", "Authorization", "Connection",
+        "Content-Md5", "Max-Forwards", "Server", "Transfer-Encoding", "Www-Authenticate", "Cookie",
+    }
+)  # fmt: skip
+
+# The platform sets these itself; what a client sends under these names is replaced.
+_ADDED = frozenset({"X-Request-Id", "X-Trace-Id", "X-Real-Remote-Address", "X-Forwarded-For"})
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: clients choose the names
+def canonical_header_key(name: str) -> str:
+    """Go's `textproto.CanonicalMIMEHeaderKey` (SPEC §2): `x-api-key` -> `X-Api-Key`."""
+    if not name or not _TOKEN.issuperset(name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_raw(raw: bytes) -> str:
+    """Canonical name of an ASGI (bytes) header name."""
+    return canonical_header_key(raw.decode("latin-1"))
+
+
+def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The query string as Go's `url.ParseQuery` reads it: last value and all values.
+
+    `+` is a space; blank values are kept; a pair with a `;` or a broken `%` escape is
+    dropped (Go >= 1.17); bytes that are not UTF-8 become U+FFFD, as Go's JSON encoder does.
+    """
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    if not query:
+        return single, multi
+    for pair in query.split(b"&"):
+        if not pair or b";" in pair:
+            continue
+        raw_key, _, raw_value = pair.partition(b"=")
+        if b"%" in pair or b"+" in pair:
+            if _BAD_ESCAPE.search(pair):
+                continue
+            key = unquote_to_bytes(raw_key.replace(b"+", b" ")).decode("utf-8", "replace")
+            value = unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8", "replace")
+        else:
+            key = raw_key.decode("utf-8", "replace")
+            value = raw_value.decode("utf-8", "replace")
+        single[key] = value
+        values = multi.get(key)
+        if values is None:
+            multi[key] = [value]
+        else:
+            values.append(value)
+    return single, multi
+
+
+def is_json_media_type(content_type: str) -> bool:
+    # Parameters such as charset are ignored [choice] (SPEC §2).
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
+    """(body, isBase64Encoded): text only for JSON that is valid UTF-8, else base64 (SPEC §2)."""
+    if content_type is not None and is_json_media_type(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+_time_cache: tuple[int, str] = (-1, "")
+
+
+def format_request_time(epoch: int) -> str:
+    """Go layout `2/Jan/2006:15:04:05 -0700` in UTC: the day is not zero-padded (SPEC §2)."""
+    global _time_cache
+    cached_epoch, text = _time_cache
+    if cached_epoch == epoch:
+        return text
+    t = time.gmtime(epoch)
+    text = f"{t.tm_mday}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    _time_cache = (epoch, text)
+    return text
+
+
+def new_request_id() -> str:
+    """A random UUID4 string, the form the platform's request ids have."""
+    h = bytearray(os.urandom(16))
+    h[6] = (h[6] & 0x0F) | 0x40
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def build_event(
+    method: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    query: bytes,
+    body: bytes,
+    client: tuple[str, int] | None,
+    request_id: str,
+    trace_id: str,
+    now: float,
+) -> Event:
+    """The event of a direct HTTP invocation (SPEC §2)."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    forwarded: list[str] = []
+    for raw_name, raw_value in headers:
+        name = canonical_raw(raw_name)
+        # Go keeps the bytes; its JSON encoder turns invalid UTF-8 into U+FFFD.
+        value = raw_value.decode("utf-8", "replace")
+        if name in REMOVED_REQUEST_HEADERS:
+            continue
+        if name in _ADDED:
+            if name == "X-Forwarded-For":
+                forwarded.append(value)
+            continue
+        single[name] = value
+        values = multi.get(name)
+        if values is None:
+            multi[name] = [value]
+        else:
+            values.append(value)
+
+    ip, port = client if client else ("", 0)
+    added = {"X-Request-Id": request_id, "X-Trace-Id": trace_id}
+    if ip:
+        # The incoming chain, if any, then the caller; the caller's address in brackets.
+        forwarded.append(ip)
+        added["X-Real-Remote-Address"] = f"[{ip}]:{port}"
+    if forwarded:
+        added["X-Forwarded-For"] = ", ".join(forwarded)
+    for name, value in added.items():
+        single[name] = value
+        multi[name] = [value]
+
+    query_single, query_multi = parse_query(query)
+    body_text, is_base64 = encode_body(body, single.get("Content-Type"))
+    epoch = int(now)
+    return {
+        "httpMethod": method,
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": query_single,
+        "multiValueQueryStringParameters": query_multi,
+        "requestContext": {
+            "identity": {"sourceIp": ip, "userAgent": single.get("User-Agent", "")},
+            "httpMethod": method,
+            "requestId": request_id,
+            "requestTime": format_request_time(epoch),
+            "requestTimeEpoch": epoch,
+        },
+        "body": body_text,
+        "isBase64Encoded": is_base64,
+        # A direct invocation has no path (SPEC §2, observed).
+        "url": "",
+        "params": {},
+        "multiValueParams": {},
+        "pathParams": {},
+    }
+
+
+def build_raw_event(body: bytes) -> Any:
+    """`?integration=raw` (SPEC §7): the body itself, parsed when it is JSON, else its text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,254 @@
+"""The function instance: loading, one invocation at a time, timeouts (SPEC §1, §6).
+
+All of sf_asgi's concurrency lives here. Sync handlers run on the instance's own worker
+thread(s), fed by a queue: a dedicated thread costs far less per call than a thread pool
+hop, and the module is imported on that same thread, so thread-bound objects made at
+import time (a sqlite3 connection, say) work in the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._config import Settings
+from ._context import make_context
+from ._loader import LoadError, load_handler
+from ._types import Handler
+
+logger = logging.getLogger("sf_asgi")
+
+
+class QueueFull(Exception):
+    """More requests are waiting for the instance than `max_queue` allows."""
+
+
+class InvocationTimeout(Exception):
+    """The invocation ran past the function's timeout."""
+
+
+class UserCodeError(Exception):
+    """The handler raised, or its module could not be imported; `error` is what to report."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Gate:
+    """Slots of an instance, handed out in arrival order; cheap when nobody waits."""
+
+    __slots__ = ("_free", "_max_waiting", "_waiters")
+
+    def __init__(self, slots: int, max_waiting: int) -> None:
+        self._free = slots
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._max_waiting = max_waiting
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        if self._max_waiting and len(self._waiters) >= self._max_waiting:
+            raise QueueFull
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was already handed to us: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # hand the slot straight to the next in line
+                return
+        self._free += 1
+
+
+class _Hold:
+    """Keeps a slot taken until the request *and* any thread job it started have let go."""
+
+    __slots__ = ("_count", "_gate")
+
+    def __init__(self, gate: _Gate) -> None:
+        self._gate = gate
+        self._count = 1
+
+    def add(self) -> None:
+        self._count += 1
+
+    def drop(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._gate.release()
+
+
+class _Workers:
+    """Long-lived daemon threads that run the instance's sync code in arrival order."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._count = count
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any, hold: _Hold | None = None) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._threads:
+            for i in range(self._count):
+                thread = threading.Thread(target=self._main, name=f"{self._name}-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        if hold is not None:
+            hold.add()
+        self._jobs.put((loop, future, contextvars.copy_context(), fn, args, hold))
+        return future
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads = []
+
+    def _main(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, context, fn, args, hold = job
+            del job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = context.run(fn, *args)
+            except BaseException as exc:  # SystemExit in a handler must not end the thread
+                error = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_finish, future, result, error, hold)
+            del loop, future, context, fn, args, hold, result, error
+
+
+def _finish(future: asyncio.Future[Any], result: Any, error: BaseException | None, hold: _Hold | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+    if hold is not None:
+        hold.drop()
+
+
+def _dumps(result: Any) -> str:
+    # The runtime serialises the result; failing to is an error in user code (SPEC §4).
+    return json.dumps(result)
+
+
+class Instance:
+    def __init__(self, settings: Settings, handler: Handler | None = None) -> None:
+        self.settings = settings
+        self._handler = handler
+        self._is_async = handler is not None and _is_async(handler)
+        self._loading: asyncio.Future[Any] | None = None
+        self._gate = _Gate(settings.concurrency, settings.max_queue)
+        self._workers = _Workers(settings.concurrency, "sf_asgi-worker")
+        self._issued_at = time.time()
+
+    @property
+    def loaded(self) -> bool:
+        return self._handler is not None
+
+    @property
+    def waiting(self) -> int:
+        return self._gate.waiting
+
+    def _load_sync(self) -> Handler:
+        handler = load_handler(self.settings.handler, self.settings.source_dir)
+        self._is_async = _is_async(handler)
+        self._handler = handler
+        return handler
+
+    async def load(self, hold: _Hold | None = None) -> None:
+        """Import the handler's module (the cold start); LoadError if it cannot be."""
+        if self._handler is not None:
+            return
+        # One import at a time; after a failure the next request tries again (SPEC §5).
+        if self._loading is None or self._loading.done():
+            self._loading = self._workers.submit(self._load_sync, hold=hold)
+            # Read the outcome even when every waiter has timed out, so asyncio logs nothing.
+            self._loading.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.shield(self._loading)
+
+    async def invoke(self, event: Any, request_id: str) -> str:
+        """Run one invocation; the JSON text of the handler's result.
+
+        Raises QueueFull, InvocationTimeout, or UserCodeError.
+        """
+        await self._gate.acquire()
+        hold = _Hold(self._gate)
+        started = time.time()  # the deadline counts the cold start too (SPEC §6)
+        timeout = self.settings.timeout or None
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    if self._handler is None:
+                        await self.load(hold)
+                    handler = self._handler
+                    assert handler is not None
+                    context = make_context(self.settings, request_id, started, self._issued_at)
+                    if self._is_async:
+                        return _dumps(await handler(event, context))
+                    result = await self._workers.submit(_call_sync, handler, event, context, hold=hold)
+                    if inspect.isawaitable(result):  # an object whose __call__ is async
+                        result = _dumps(await result)
+                    return str(result)
+                except LoadError as exc:
+                    raise UserCodeError(exc.cause or exc) from None
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
+                    raise UserCodeError(exc) from None
+        except TimeoutError:
+            if not self._is_async or not self.loaded:
+                logger.warning(
+                    "Invocation %s timed out after %gs; a sync handler cannot be stopped, so the "
+                    "instance stays busy until it returns",
+                    request_id,
+                    self.settings.timeout,
+                )
+            raise InvocationTimeout(self.settings.timeout) from None
+        finally:
+            hold.drop()
+
+    def close(self) -> None:
+        self._workers.close()
+
+
+def _call_sync(handler: Handler, event: Any, context: Any) -> Any:
+    result = handler(event, context)
+    if inspect.isawaitable(result):
+        return result
+    return _dumps(result)
+
+
+def _is_async(handler: Handler) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)

@@ -1,0 +1,195 @@
+"""Handler result -> HTTP response: pure functions (SPEC §4, §5, §7).
+
+The platform works in two steps: the Python runtime serialises the return value with
+`json.dumps`, then a strict (Go) decoder reads that text into
+`{statusCode: int, headers: {str: str}, multiValueHeaders: {str: [str]}, body: str,
+isBase64Encoded: bool}`. `render_result` takes the first step's text and plays the second.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import re
+import traceback
+from typing import Any
+
+from ._event import canonical_header_key
+from ._loader import user_frames
+from ._types import ErrorBody
+
+# Request and response JSON are each limited to 3.5 MB (SPEC §6), read as MiB [choice].
+MAX_PAYLOAD = 3_670_016
+
+MALFORMED_MESSAGE = "Malformed serverless function response: not a valid json"
+
+# Response header rules (SPEC §4), by lower-case name.
+_DROPPED = frozenset({"host", "authorization", "user-agent", "connection", "max-forwards", "cookie", "content-length"})
+_FORBIDDEN = frozenset({"proxy-authenticate", "transfer-encoding", "via"})
+_REMAPPED = frozenset({"content-md5", "date", "server", "www-authenticate"})
+_NO_BODY = frozenset({204, 304})
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# CR, LF and NUL would break HTTP framing; other controls (but tab) are refused by h11 and RFC 9110.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class MalformedResult(ValueError):
+    """The result cannot be read as an HTTP response; the message says which field is wrong."""
+
+
+def render_result(text: str) -> HTTPResponse:
+    """The HTTP response for the JSON text of a handler's result; MalformedResult if it is not one."""
+    try:
+        result = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise MalformedResult(str(exc)) from None
+    if result is None:
+        return HTTPResponse(200, [], b"")
+    if not isinstance(result, dict):
+        raise MalformedResult(f"the result is {_describe(result)}, not an object with statusCode, headers and body")
+
+    status = result.get("statusCode")
+    if status is not None and type(status) is not int:  # 200.0 and true are not Go ints either
+        raise MalformedResult(f"statusCode must be an integer, got {_describe(status)}")
+    if not status:
+        status = 200  # missing, null or 0: Go's zero value
+    elif not 200 <= status <= 599:
+        # 1xx cannot end an HTTP/1.1 response [choice]; outside 100-599 is not HTTP at all.
+        raise MalformedResult(f"statusCode {status} is not a final HTTP status (200-599)")
+
+    headers = _merge_headers(result.get("headers"), result.get("multiValueHeaders"))
+
+    body = result.get("body")
+    if body is None:
+        body = ""
+    elif not isinstance(body, str):
+        raise MalformedResult(f"body must be a string, got {_describe(body)}; use json.dumps() for a JSON body")
+    is_base64 = result.get("isBase64Encoded")
+    if is_base64 is not None and not isinstance(is_base64, bool):
+        raise MalformedResult(f"isBase64Encoded must be true or false, got {_describe(is_base64)}")
+    data = _decode_base64(body) if is_base64 else _utf8(body)
+    if status in _NO_BODY:
+        data = b""
+    return HTTPResponse(status, headers, data)
+
+
+def _merge_headers(headers: Any, multi: Any) -> list[tuple[bytes, bytes]]:
+    merged: dict[str, tuple[str, list[str]]] = {}
+    if headers is not None:
+        if not isinstance(headers, dict):
+            raise MalformedResult(f"headers must be an object of strings, got {_describe(headers)}")
+        for name, value in headers.items():
+            if value is None:
+                value = ""  # JSON null decodes to Go's zero value
+            elif not isinstance(value, str):
+                raise MalformedResult(f"headers[{name!r}] must be a string, got {_describe(value)}")
+            merged[name.lower()] = (name, [value])
+    if multi is not None:
+        if not isinstance(multi, dict):
+            raise MalformedResult(f"multiValueHeaders must be an object of string lists, got {_describe(multi)}")
+        for name, values in multi.items():
+            if values is None:
+                values = []
+            elif not isinstance(values, list):
+                raise MalformedResult(f"multiValueHeaders[{name!r}] must be a list of strings, got {_describe(values)}")
+            for value in values:
+                if value is not None and not isinstance(value, str):
+                    raise MalformedResult(f"multiValueHeaders[{name!r}] holds {_describe(value)}, not a string")
+            # multiValueHeaders wins over headers for the same name, in any letter case (SPEC §4).
+            merged[name.lower()] = (name, ["" if v is None else v for v in values])
+
+    out: list[tuple[bytes, bytes]] = []
+    for lower, (name, values) in merged.items():
+        if lower in _DROPPED:
+            continue
+        if lower in _FORBIDDEN:
+            raise MalformedResult(f"the response header {name} is not allowed by the platform; remove it")
+        if not _TOKEN.fullmatch(name):
+            raise MalformedResult(f"{name!r} is not a valid HTTP header name")
+        wire = canonical_header_key(name)
+        if lower in _REMAPPED:
+            wire = "X-Yf-Remapped-" + wire
+        raw_name = wire.encode("ascii")
+        for value in values:  # one line per value: Set-Cookie is never comma-joined
+            if _BAD_VALUE.search(value):
+                raise MalformedResult(f"the value of header {name} holds a control character (CR, LF or NUL)")
+            out.append((raw_name, _utf8(value)))
+    return out
+
+
+def _decode_base64(text: str) -> bytes:
+    # Go's StdEncoding: padded standard alphabet, line breaks ignored.
+    try:
+        return base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedResult(f"isBase64Encoded is true but body is not valid base64 ({exc})") from None
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from "\udXXX" escapes become U+FFFD, as in Go
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"the result holds {name}, which is not JSON")
+
+
+def _describe(value: Any) -> str:
+    kinds = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
+    text = json.dumps(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{kinds.get(type(value), type(value).__name__)} {text}"
+
+
+def malformed_response(text: str) -> HTTPResponse:
+    """The platform's 502 for a result it cannot read (SPEC §4)."""
+    body = {"errorMessage": MALFORMED_MESSAGE, "errorType": "ProxyIntegrationError", "payload": text}
+    return json_response(502, body)
+
+
+def error_body(exc: BaseException) -> ErrorBody:
+    """`{errorMessage, errorType, stackTrace}` for an exception in user code (SPEC §5)."""
+    # sf_asgi's own frames stand where the platform's runtime frame would; they would only confuse.
+    frames = user_frames(exc)
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {type(exc).__name__}>"
+    return {"errorMessage": message, "errorType": type(exc).__name__, "stackTrace": traceback.format_list(frames)}
+
+
+def error_response(exc: BaseException) -> HTTPResponse:
+    """The platform's 502 for an exception in user code (SPEC §5)."""
+    body = json.dumps(error_body(exc)).encode("utf-8")
+    return HTTPResponse(502, [*_JSON_HEADERS, (b"x-function-error", b"true")], body)
+
+
+def json_response(status: int, body: Any) -> HTTPResponse:
+    return HTTPResponse(status, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"))
+
+
+def raw_response(text: str) -> HTTPResponse:
+    """`?integration=raw` (SPEC §7): always 200, the JSON text of the result as it is."""
+    return HTTPResponse(200, list(_JSON_HEADERS), text.encode("utf-8"))
