@@ -57,6 +57,8 @@ def split_entrypoint(entrypoint: str) -> tuple[str, str]:
         raise LoadError(
             f"Entry point {entrypoint!r} is not <file>.<function>: use e.g. index.handler for handler() in index.py"
         )
+    if attr == "py" and sep == ".":
+        raise LoadError(f"Entry point {entrypoint!r} names a file, not a function: use e.g. {module}.handler")
     if module.endswith(".py"):
         raise LoadError(f"Entry point {entrypoint!r}: leave out '.py', e.g. {module[:-3]}.{attr}")
     if not all(part.isidentifier() for part in module.split(".")):

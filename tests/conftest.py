@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sf_asgi import FunctionApp
+
+ECHO = """
+import json
+
+def handler(event, context):
+    return {"statusCode": 200, "body": json.dumps({"event": event, "context": vars(context)})}
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No SF_* variable of the developer's leaks in; sys.path and the test functions' modules are put back."""
+    for name in list(os.environ):
+        if name.startswith("SF_"):
+            monkeypatch.delenv(name)
+    path = sys.path[:]
+    yield
+    sys.path[:] = path
+    base = str(tmp_path_factory.getbasetemp())
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(base):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def write_function(tmp_path: Path) -> Callable[..., Path]:
+    """Write a function's source folder: write_function(code, name="index.py", **more_files)."""
+
+    def write(code: str, name: str = "index.py", **files: str) -> Path:
+        (tmp_path / name).write_text(textwrap.dedent(code))
+        for file_name, text in files.items():
+            (tmp_path / file_name).write_text(textwrap.dedent(text))
+        return tmp_path
+
+    return write
+
+
+def client(app: Any, client_addr: tuple[str, int] = ("127.0.0.1", 40000)) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=client_addr)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+def echo_app(**settings: Any) -> FunctionApp:
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return {"statusCode": 200, "body": json.dumps({"event": event, "context": vars(context)})}
+
+    return FunctionApp(handler, **settings)
+
+
+def returning(result: Any) -> FunctionApp:
+    """An app whose handler returns `result` (called when it is callable)."""
+
+    def handler(event: Any, context: Any) -> Any:
+        return result() if callable(result) else result
+
+    return FunctionApp(handler)

@@ -1,0 +1,245 @@
+"""Handler result -> HTTP response (SPEC §4, §5): the pure rules, then through the ASGI app."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from sf_asgi._response import MALFORMED_MESSAGE, MalformedResult, error_body, render_result
+
+from .conftest import client, returning
+
+
+def render(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    response = render_result(json.dumps(result))
+    return response.status, [(k.decode(), v.decode()) for k, v in response.headers], response.body
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "headers", "body"),
+    [
+        (None, 200, [], b""),
+        ({}, 200, [], b""),
+        ({"statusCode": 0}, 200, [], b""),
+        ({"statusCode": None, "body": None, "headers": None, "isBase64Encoded": None}, 200, [], b""),
+        ({"body": "hi"}, 200, [], b"hi"),
+        ({"statusCode": 201, "body": "made"}, 201, [], b"made"),
+        ({"statusCode": 404, "body": "привет"}, 404, [], "привет".encode()),
+        ({"statusCode": 599}, 599, [], b""),
+        ({"statusCode": 200, "unknown": [1, 2], "cookies": ["a=b"]}, 200, [], b""),
+        ({"statusCode": 200, "headers": {"content-type": "text/html"}}, 200, [("Content-Type", "text/html")], b""),
+        ({"headers": {"X-Empty": None}}, 200, [("X-Empty", "")], b""),
+        ({"headers": {"X-Utf8": "значение"}}, 200, [("X-Utf8", "значение")], b""),
+        ({"headers": {"x_custom": "1"}}, 200, [("X_custom", "1")], b""),
+        ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
+        ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
+        ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
+        # multiValueHeaders wins over headers, whatever the letter case.
+        ({"headers": {"x-a": "h", "X-B": "b"}, "multiValueHeaders": {"X-A": ["m"]}}, 200, [("X-A", "m"), ("X-B", "b")], b""),
+        ({"headers": {"X-A": "h"}, "multiValueHeaders": {"x-a": []}}, 200, [], b""),
+        (
+            {"multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2, c"]}},
+            200,
+            [("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2, c")],
+            b"",
+        ),
+        ({"body": base64.b64encode(b"\x89PNG\x00\xff").decode(), "isBase64Encoded": True}, 200, [], b"\x89PNG\x00\xff"),
+        ({"body": "aGVs\nbG8=", "isBase64Encoded": True}, 200, [], b"hello"),  # Go ignores line breaks
+        ({"body": "", "isBase64Encoded": True}, 200, [], b""),
+        ({"body": "aGVsbG8=", "isBase64Encoded": False}, 200, [], b"aGVsbG8="),
+        ({"statusCode": 204, "body": "dropped"}, 204, [], b""),
+        ({"statusCode": 304, "body": "dropped"}, 304, [], b""),
+        ({"body": "\ud800x"}, 200, [], "\ufffdx".encode()),
+    ],
+)
+def test_valid_results(result: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    assert render(result) == (status, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("name", "wire"),
+    [
+        ("Host", None),
+        ("Authorization", None),
+        ("User-Agent", None),
+        ("Connection", None),
+        ("Max-Forwards", None),
+        ("Cookie", None),
+        ("Content-Length", None),  # sf_asgi computes it
+        ("content-md5", "X-Yf-Remapped-Content-Md5"),
+        ("Date", "X-Yf-Remapped-Date"),
+        ("SERVER", "X-Yf-Remapped-Server"),
+        ("WWW-Authenticate", "X-Yf-Remapped-Www-Authenticate"),
+        ("Content-Type", "Content-Type"),
+        ("Location", "Location"),
+    ],
+)
+@pytest.mark.parametrize("field", ["headers", "multiValueHeaders"])
+def test_removed_and_remapped_response_headers(name: str, wire: str | None, field: str) -> None:
+    value: Any = "v" if field == "headers" else ["v"]
+    _, headers, _ = render({field: {name: value, "X-Kept": value}})
+    expected = [(wire, "v")] if wire else []
+    assert headers == [*expected, ("X-Kept", "v")]
+
+
+MALFORMED: list[tuple[Any, str]] = [
+    ([1, 2], "an array"),
+    ("just text", "a string"),
+    (200, "a number"),
+    (True, "a boolean"),
+    ({"statusCode": "200"}, "statusCode must be an integer"),
+    ({"statusCode": 200.0}, "statusCode must be an integer"),
+    ({"statusCode": 0.0}, "statusCode must be an integer"),
+    ({"statusCode": True}, "statusCode must be an integer"),
+    ({"statusCode": False}, "statusCode must be an integer"),
+    ({"statusCode": [200]}, "statusCode must be an integer"),
+    ({"statusCode": 99}, "statusCode 99"),
+    ({"statusCode": 100}, "statusCode 100"),
+    ({"statusCode": 600}, "statusCode 600"),
+    ({"statusCode": -200}, "statusCode -200"),
+    ({"statusCode": 10**30}, "statusCode 1000"),
+    ({"body": {"a": 1}}, "body must be a string"),
+    ({"body": ["a"]}, "body must be a string"),
+    ({"body": 42}, "body must be a string"),
+    ({"body": b"bytes".decode(), "isBase64Encoded": "true"}, "isBase64Encoded must be true or false"),
+    ({"isBase64Encoded": 1}, "isBase64Encoded must be true or false"),
+    ({"body": "not base64!", "isBase64Encoded": True}, "not valid base64"),
+    ({"body": "aGVsbG8", "isBase64Encoded": True}, "not valid base64"),  # padding is required
+    ({"headers": ["X-A", "1"]}, "headers must be an object"),
+    ({"headers": "X-A: 1"}, "headers must be an object"),
+    ({"headers": {"X-A": 1}}, "headers['X-A'] must be a string"),
+    ({"headers": {"X-A": ["1"]}}, "headers['X-A'] must be a string"),
+    ({"headers": {"X-A": True}}, "headers['X-A'] must be a string"),
+    ({"multiValueHeaders": {"X-A": "1"}}, "multiValueHeaders['X-A'] must be a list"),
+    ({"multiValueHeaders": {"X-A": [1]}}, "multiValueHeaders['X-A'] holds a number"),
+    ({"multiValueHeaders": ["X-A"]}, "multiValueHeaders must be an object"),
+    ({"headers": {"Proxy-Authenticate": "Basic"}}, "Proxy-Authenticate is not allowed"),
+    ({"headers": {"transfer-encoding": "chunked"}}, "transfer-encoding is not allowed"),
+    ({"multiValueHeaders": {"Via": ["1.1 proxy"]}}, "Via is not allowed"),
+    ({"headers": {"X-A": "1\r\nSet-Cookie: evil=1"}}, "control character"),
+    ({"headers": {"X-A": "1\nX-B: 2"}}, "control character"),
+    ({"headers": {"X-A": "nul\x00"}}, "control character"),
+    ({"multiValueHeaders": {"X-A": ["ok", "bad\r"]}}, "control character"),
+    ({"headers": {"X-A\r\nX-B": "1"}}, "not a valid HTTP header name"),
+    ({"headers": {"Bad Name": "1"}}, "not a valid HTTP header name"),
+    ({"headers": {"": "1"}}, "not a valid HTTP header name"),
+    ({"headers": {"Имя": "1"}}, "not a valid HTTP header name"),
+    ({"statusCode": 200, "extra": float("nan")}, "NaN"),
+    ({"body": float("inf")}, "Infinity"),
+]
+
+
+@pytest.mark.parametrize(("result", "reason"), MALFORMED)
+def test_malformed_results(result: Any, reason: str) -> None:
+    with pytest.raises(MalformedResult, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        render_result(json.dumps(result))
+
+
+def test_error_body_has_message_type_and_frames() -> None:
+    def inner() -> None:
+        raise KeyError("lyrics")
+
+    try:
+        inner()
+    except KeyError as exc:
+        body = error_body(exc)
+    assert body["errorMessage"] == "'lyrics'"
+    assert body["errorType"] == "KeyError"
+    trace = body["stackTrace"]
+    assert all(isinstance(line, str) and line.startswith('  File "') for line in trace)
+    assert trace[-1].endswith('in inner\n    raise KeyError("lyrics")\n')
+
+
+# Through the app: the 502s the platform sends, and the log naming the field.
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("result", "reason"), MALFORMED)
+async def test_malformed_results_through_the_app(result: Any, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with client(returning(result)) as http:
+        response = await http.get("/")
+        again = await http.get("/")  # and the instance keeps serving
+    assert response.status_code == again.status_code == 502
+    assert response.headers["content-type"] == "application/json"
+    assert "x-function-error" not in response.headers
+    assert response.json() == {
+        "errorMessage": MALFORMED_MESSAGE,
+        "errorType": "ProxyIntegrationError",
+        "payload": json.dumps(result),
+    }
+    assert any(reason in record.getMessage() for record in caplog.records if record.name == "sf_asgi")
+
+
+@pytest.mark.anyio
+async def test_set_cookie_lines_reach_the_client_separately() -> None:
+    app = returning({"multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2; HttpOnly"]}, "body": "ok"})
+    async with client(app) as http:
+        response = await http.get("/")
+    assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
+    assert response.cookies["a"] == "1"
+    assert response.cookies["b"] == "2"
+    assert response.headers["content-length"] == "2"
+
+
+@pytest.mark.anyio
+async def test_binary_body_and_computed_content_length() -> None:
+    data = bytes(range(256)) * 10
+    app = returning(
+        {
+            "headers": {"Content-Type": "image/png", "Content-Length": "1"},
+            "body": base64.b64encode(data).decode(),
+            "isBase64Encoded": True,
+        }
+    )
+    async with client(app) as http:
+        response = await http.get("/")
+    assert response.content == data
+    assert response.headers["content-length"] == str(len(data))
+    assert response.headers["content-type"] == "image/png"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("value", "error_type"),
+    [
+        (lambda: {"body": datetime.datetime(2024, 1, 1)}, "TypeError"),
+        (lambda: {"body": b"bytes"}, "TypeError"),
+        (lambda: {"statusCode": 200, "headers": {("tuple", "key"): "v"}}, "TypeError"),
+        (lambda: object(), "TypeError"),
+        (lambda: {"a": {"b": [1, {2, 3}]}}, "TypeError"),
+    ],
+)
+async def test_unserialisable_results_are_user_errors(value: Any, error_type: str) -> None:
+    async with client(returning(value)) as http:
+        response = await http.get("/")
+    assert response.status_code == 502
+    assert response.headers["x-function-error"] == "true"
+    assert response.json()["errorType"] == error_type
+
+
+@pytest.mark.anyio
+async def test_exception_in_handler(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(event: Any, context: Any) -> Any:
+        return {"lyrics": 1}["missing"]
+
+    from sf_asgi import FunctionApp
+
+    async with client(FunctionApp(handler)) as http:
+        response = await http.get("/")
+        ok = await http.get("/")
+    assert response.status_code == ok.status_code == 502
+    assert response.headers["x-function-error"] == "true"
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["errorType"] == "KeyError"
+    assert body["errorMessage"] == "'missing'"
+    assert len(body["stackTrace"]) == 1
+    assert 'in handler\n    return {"lyrics": 1}["missing"]\n' in body["stackTrace"][0]
+    assert "sf_asgi" not in "".join(body["stackTrace"])  # sf_asgi's own frames are left out
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any('"errorType": "KeyError"' in line for line in logged)
