@@ -333,4 +333,3 @@ async def test_missing_handler_at_request_time(write_function: Callable[..., Pat
     assert response.status_code == 502
     assert response.json()["errorType"] == "LoadError"
     assert "callables defined there: other" in response.json()["errorMessage"]
-

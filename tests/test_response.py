@@ -40,7 +40,12 @@ def render(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
         ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
         # multiValueHeaders wins over headers, whatever the letter case.
-        ({"headers": {"x-a": "h", "X-B": "b"}, "multiValueHeaders": {"X-A": ["m"]}}, 200, [("X-A", "m"), ("X-B", "b")], b""),
+        (
+            {"headers": {"x-a": "h", "X-B": "b"}, "multiValueHeaders": {"X-A": ["m"]}},
+            200,
+            [("X-A", "m"), ("X-B", "b")],
+            b"",
+        ),
         ({"headers": {"X-A": "h"}, "multiValueHeaders": {"x-a": []}}, 200, [], b""),
         (
             {"multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2, c"]}},
