@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import time
 from typing import Any
 
@@ -11,6 +11,7 @@ from ._config import ConfigError, Settings
 from ._event import build_event, build_raw_event, new_request_id, parse_query
 from ._instance import Instance, InvocationTimeout, QueueFull, UserCodeError
 from ._loader import LoadError
+from ._logging import logger, request_id_var, setup_logging
 from ._response import (
     MAX_PAYLOAD,
     HTTPResponse,
@@ -24,9 +25,8 @@ from ._response import (
 )
 from ._types import Handler, Receive, Scope, Send
 
-logger = logging.getLogger("sf_asgi")
-
 _MB = 1024 * 1024
+_WATCH_AFTER = 0.05  # seconds
 
 
 class FunctionApp:
@@ -61,6 +61,7 @@ class FunctionApp:
         # Settings are read when first needed, so `sf_asgi.app` can be imported before SF_* are set.
         if self._instance is None:
             settings = Settings.from_env(**self._overrides)
+            setup_logging(settings.log_format)
             if self._callable is None and not settings.handler:
                 raise ConfigError(
                     "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
@@ -120,16 +121,37 @@ class FunctionApp:
         if isinstance(body, HTTPResponse):
             await _send(send, body)
             return
+        request_id = new_request_id()
+        token = request_id_var.set(request_id)
+        # Listen for the client leaving only once an invocation takes a while: a task per
+        # request would cost more than the rest of the request path.
+        listener: list[asyncio.Future[Any]] = []
+        timer = asyncio.get_running_loop().call_later(
+            _WATCH_AFTER, lambda: listener.append(asyncio.ensure_future(receive()))
+        )
         try:
-            response = await self._invoke(instance, scope, body)
+            response = await self._invoke(instance, scope, body, request_id)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = json_response(500, {"errorMessage": "Internal error in sf_asgi", "errorType": "InternalError"})
+        finally:
+            timer.cancel()
+            request_id_var.reset(token)
+        if listener:
+            message = listener[0]
+            if message.done() and not message.cancelled() and message.result()["type"] == "http.disconnect":
+                # As on the platform, the invocation ran to its end; its response has nowhere to go.
+                logger.warning(
+                    "Client disconnected before invocation %s finished; its %d response was dropped",
+                    request_id,
+                    response.status,
+                )
+                return
+            message.cancel()
         await _send(send, response)
 
-    async def _invoke(self, instance: Instance, scope: Scope, body: bytes) -> HTTPResponse:
+    async def _invoke(self, instance: Instance, scope: Scope, body: bytes, request_id: str) -> HTTPResponse:
         now = time.time()
-        request_id = new_request_id()
         query: bytes = scope.get("query_string", b"")
         raw = b"integration" in query and parse_query(query)[0].get("integration") == "raw"
         event: Any

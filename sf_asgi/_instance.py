@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import inspect
 import json
-import logging
 import queue
 import threading
 import time
@@ -24,9 +23,8 @@ from typing import Any
 from ._config import Settings
 from ._context import make_context
 from ._loader import LoadError, load_handler
+from ._logging import billed_ms, logger, max_memory_mb
 from ._types import Handler
-
-logger = logging.getLogger("sf_asgi")
 
 
 class QueueFull(Exception):
@@ -172,6 +170,7 @@ class Instance:
         self._gate = _Gate(settings.concurrency, settings.max_queue)
         self._workers = _Workers(settings.concurrency, "sf_asgi-worker")
         self._issued_at = time.time()
+        self._init_ms: float | None = None
 
     @property
     def loaded(self) -> bool:
@@ -193,17 +192,43 @@ class Instance:
             return
         # One import at a time; after a failure the next request tries again (SPEC §5).
         if self._loading is None or self._loading.done():
+            started = time.perf_counter()
             self._loading = self._workers.submit(self._load_sync, hold=hold)
-            # Read the outcome even when every waiter has timed out, so asyncio logs nothing.
-            self._loading.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+            def loaded(future: asyncio.Future[Any]) -> None:
+                # Read the outcome even when every waiter has timed out, so asyncio logs nothing.
+                if not future.cancelled() and future.exception() is None:
+                    self._init_ms = (time.perf_counter() - started) * 1000
+
+            self._loading.add_done_callback(loaded)
         await asyncio.shield(self._loading)
 
     async def invoke(self, event: Any, request_id: str) -> str:
         """Run one invocation; the JSON text of the handler's result.
 
-        Raises QueueFull, InvocationTimeout, or UserCodeError.
+        Raises QueueFull, InvocationTimeout, or UserCodeError. Logs the platform's
+        START, END and REPORT lines.
         """
+        arrived = time.perf_counter()
         await self._gate.acquire()
+        queued_ms = (time.perf_counter() - arrived) * 1000
+        logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
+        try:
+            return await self._run(event, request_id)
+        finally:
+            duration_ms = (time.perf_counter() - arrived) * 1000
+            logger.info("END RequestID: %s", request_id)
+            report = (
+                f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
+                f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
+                f"Max Memory Used: {max_memory_mb()} MB Queuing Duration: {queued_ms:.3f} ms"
+            )
+            if self._init_ms is not None:  # the cold start is reported once, with the first invocation
+                report += f" Function Init Duration: {self._init_ms:.3f} ms"
+                self._init_ms = None
+            logger.info("%s", report)
+
+    async def _run(self, event: Any, request_id: str) -> str:
         hold = _Hold(self._gate)
         started = time.time()  # the deadline counts the cold start too (SPEC §6)
         timeout = self.settings.timeout or None
