@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
+import socket
 import textwrap
 import time
 from collections.abc import Iterator
@@ -156,6 +160,8 @@ def test_client_that_disconnects_during_the_invocation(server: Server) -> None:
     time.sleep(0.1)
     ok = httpx.get(server.url, timeout=5)  # waits for the running invocation, then is served
     assert ok.status_code == 200
+    time.sleep(0.1)
+    assert "Client disconnected before invocation" in server.log
     assert_clean_log(server)
 
 
@@ -163,3 +169,111 @@ def test_keep_alive_connection_serves_many(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=5) as http:
         ids = {http.get("/").json()["context"]["request_id"] for _ in range(20)}
     assert len(ids) == 20
+
+
+LOGGING_FUNCTION = """
+import json, logging, time
+
+logging.basicConfig(level=logging.DEBUG, format="IGNORED %(message)s")  # a no-op, as on the platform
+log = logging.getLogger("fn")
+
+def handler(event, context):
+    if "custom" in event["queryStringParameters"]:
+        for h in logging.getLogger().handlers:
+            h.setFormatter(logging.Formatter("%(levelname)s|%(name)s|%(request_id)s|%(message)s"))
+    logging.info("info is below WARNING")
+    log.warning("warned")
+    print("printed line")
+    print(json.dumps({"message": "structured", "level": "INFO", "k": 1}))
+    return {"body": context.request_id}
+"""
+
+
+def test_logs_look_like_the_platforms(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(textwrap.dedent(LOGGING_FUNCTION))
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler", "SF_FUNCTION_VERSION": "v7"}) as srv:
+        first = httpx.get(srv.url, timeout=5).text
+        second = httpx.get(srv.url, params={"custom": 1}, timeout=5).text
+        time.sleep(0.2)
+        lines = srv.log.splitlines()
+    start = lines.index(f"START RequestID: {first} Version: v7")
+    end = lines.index(f"END RequestID: {first}")
+    body = lines[start + 1 : end]
+    assert re.fullmatch(rf"\[WARNING\]\t\d{{4}}-\d\d-\d\d [\d:,]+\t{first}\twarned", body[0])
+    assert body[1:] == ["printed line", '{"message": "structured", "level": "INFO", "k": 1}']
+    assert lines[end + 1].startswith(f"REPORT RequestID: {first} Duration: ")
+    assert "Function Init Duration" in lines[end + 1]
+    assert f"WARNING|fn|{second}|warned" in lines
+    assert "Function Init Duration" not in next(
+        line for line in lines if line.startswith(f"REPORT RequestID: {second}")
+    )
+    assert not any("info is below" in line or "IGNORED" in line for line in lines)
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(event, context):\n    return {'body': context.request_id}\n")
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler", "SF_LOG_FORMAT": "json"}) as srv:
+        request_id = httpx.get(srv.url, timeout=5).text
+        time.sleep(0.2)
+        entries = [json.loads(line) for line in srv.log.splitlines() if line.startswith("{")]
+    mine = [e for e in entries if e["request_id"] == request_id]
+    assert [e["msg"].split(" ")[0] for e in mine] == ["START", "END", "REPORT"]
+    assert all(e["level"] == "INFO" for e in mine)
+
+
+def test_sigterm_lets_the_invocation_in_flight_finish(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(
+        "import time\ndef handler(event, context):\n    time.sleep(1.0)\n    return {'body': 'finished'}\n"
+    )
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler"}) as srv, httpx.Client(timeout=10) as http:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(http.get, srv.url)
+            time.sleep(0.3)
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(srv.url, timeout=2)  # no new requests once it is stopping
+            response = in_flight.result(timeout=10)
+        # It stops by itself once the invocation is done. uvicorn ends by re-raising the SIGTERM
+        # it handled (status -15); the sf-asgi CLI turns that into 0.
+        assert srv.proc.wait(10) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in srv.log
+    assert response.status_code == 200
+    assert response.text == "finished"
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_streaming_100_mb_at_the_server_does_not_raise_its_memory(server: Server) -> None:
+    httpx.post(server.url, content=b"warm-up", timeout=5)
+    before = _peak_rss_kb(server.proc.pid)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 65536
+        frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        deadline = time.monotonic() + 30
+        try:
+            while sent < 100 * 1024 * 1024 and time.monotonic() < deadline:
+                sock.sendall(frame)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server answered 413 and closed: the rest has nowhere to go
+        answer = b""
+        with contextlib.suppress(OSError):
+            answer = sock.recv(65536)
+    after = _peak_rss_kb(server.proc.pid)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert after - before < 3584 + 8192, f"peak RSS grew by {after - before} KiB"
+    # And with the size declared up front, the answer comes before any body is sent.
+    answer = raw_request(server.port, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n", limit=3)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert httpx.get(server.url, timeout=5).status_code == 200
+    assert_clean_log(server)
