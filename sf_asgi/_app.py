@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ._config import ConfigError, Settings
@@ -62,6 +65,8 @@ class FunctionApp:
         if self._instance is None:
             settings = Settings.from_env(**self._overrides)
             setup_logging(settings.log_format)
+            if settings.reload:
+                sys.dont_write_bytecode = True  # no stale .pyc for an edit within the same second
             if self._callable is None and not settings.handler:
                 raise ConfigError(
                     "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
@@ -82,6 +87,15 @@ class FunctionApp:
         if self._instance is not None:
             self._instance.close()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """For a host app that mounts this one: `Starlette(routes=..., lifespan=fn.lifespan)`."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
@@ -101,8 +115,11 @@ class FunctionApp:
                     await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc}"})
                     return
                 except LoadError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc.report()}"})
-                    return
+                    if not self.settings.reload:
+                        await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc.report()}"})
+                        return
+                    # The dev server stays up: requests get the error as a 502 until the file is fixed.
+                    logger.error("sf_asgi: %s", exc.report())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()

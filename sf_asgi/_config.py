@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,14 +49,34 @@ class Settings:
         default=1, metadata={"help": "invocations of one instance that may overlap (the platform runs 1 for Python)"}
     )
     log_format: str = dataclasses.field(default="text", metadata={"help": "sf_asgi's own log lines: text or json"})
+    env_file: str = dataclasses.field(
+        default="", metadata={"help": "the function's own environment variables (KEY=VALUE lines), set before import"}
+    )
+    # How the server runs (the sf-asgi CLI); the app itself only reads `reload`.
+    host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = dataclasses.field(default=8080, metadata={"help": "port to listen on"})
+    reload: bool = dataclasses.field(
+        default=False, metadata={"help": "restart on edits in the source folder; a broken import answers 502, not exit"}
+    )
+    workers: int = dataclasses.field(default=1, metadata={"help": "worker processes, each its own instance"})
+    proxy_headers: bool = dataclasses.field(
+        default=False, metadata={"help": "take the client address from X-Forwarded-For of trusted proxies"}
+    )
+    forwarded_allow_ips: str = dataclasses.field(
+        default="127.0.0.1", metadata={"help": "comma-separated proxy addresses to trust, or *"}
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            expected = type(field.default)
-            # int is accepted where a float is expected; bool is never a number here.
-            ok = isinstance(value, expected) or (expected is float and type(value) is int)
-            if not ok or isinstance(value, bool):
+            expected: type = type(field.default)
+            if expected is bool:
+                ok = type(value) is bool
+            elif isinstance(value, bool):  # never a number here
+                ok = False
+            else:  # an int is accepted where a float is expected
+                ok = isinstance(value, expected) or (expected is float and type(value) is int)
+            if not ok:
                 raise ConfigError(
                     f"{field.name} (or {env_name(field.name)}) must be {_kind(expected)}, "
                     f"got {type(value).__name__} {value!r}"
@@ -65,7 +86,9 @@ class Settings:
                 f"{env_name('timeout')}={self.timeout:g} is out of range: give seconds from 0 to 3600 "
                 "(the platform allows 600, or 3600 for long-lived functions; 0 turns the timeout off)"
             )
-        for name in ("memory_limit_mb", "concurrency"):
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"{env_name('port')} must be a port number from 0 to 65535, got {self.port}")
+        for name in ("memory_limit_mb", "concurrency", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be 1 or more, got {getattr(self, name)}")
         if self.max_queue < 0:
@@ -94,15 +117,32 @@ class Settings:
                 values[field.name] = _parse(field.name, type(field.default), environ[env_name(field.name)])
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as `SF_*` variables, for the server's worker and reload processes."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[env_name(field.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
 
 def _kind(expected: type) -> str:
-    return {int: "a whole number", float: "a number", str: "a string"}.get(expected, expected.__name__)
+    kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    return kinds.get(expected, expected.__name__)
 
 
 def _parse(name: str, expected: type, text: str) -> Any:
     if expected is str:
         return text
+    if expected is bool and text.strip().lower() in _TRUE | _FALSE:
+        return text.strip().lower() in _TRUE
     try:
+        if expected is bool:
+            raise ValueError(text)
         return expected(text.strip())
     except ValueError:
         raise ConfigError(
@@ -112,3 +152,43 @@ def _parse(name: str, expected: type, text: str) -> Any:
 
 def _example(name: str) -> Any:
     return getattr(Settings, name)
+
+
+# The platform's rules for a version's environment (SPEC §8).
+ENV_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
+ENV_TOTAL_LIMIT = 4096
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The function's own variables from a `KEY=VALUE` file, checked as the platform checks them."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the env file {path}: {exc.strerror}; check SF_ENV_FILE / --env-file") from None
+    variables: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("export "):
+            text = text[len("export ") :].lstrip()
+        name, sep, value = text.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected NAME=value, got {line!r}")
+        if not ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{path}:{number}: {name!r} is not a name the platform accepts: use letters, digits and _, "
+                "starting with a letter"
+            )
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        variables[name] = value
+    total = sum(len(k) + len(v) for k, v in variables.items())
+    if total > ENV_TOTAL_LIMIT:
+        raise ConfigError(
+            f"{path}: the variables take {total} bytes, over the platform's limit of 4 KB "
+            f"({ENV_TOTAL_LIMIT} bytes for all names and values together)"
+        )
+    return variables

@@ -151,7 +151,9 @@ def build_event(
     added = {"X-Request-Id": request_id, "X-Trace-Id": trace_id}
     if ip:
         # The incoming chain, if any, then the caller; the caller's address in brackets.
-        forwarded.append(ip)
+        # Behind a trusted proxy the server's client address is the chain's last one already.
+        if not forwarded or forwarded[-1].rpartition(",")[2].strip() != ip:
+            forwarded.append(ip)
         added["X-Real-Remote-Address"] = f"[{ip}]:{port}"
     if forwarded:
         added["X-Forwarded-For"] = ", ".join(forwarded)

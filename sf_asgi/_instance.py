@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import inspect
 import json
+import os
 import queue
 import threading
 import time
@@ -20,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._config import Settings
+from ._config import Settings, read_env_file
 from ._context import make_context
 from ._loader import LoadError, load_handler
 from ._logging import billed_ms, logger, max_memory_mb
@@ -181,6 +182,9 @@ class Instance:
         return self._gate.waiting
 
     def _load_sync(self) -> Handler:
+        if self.settings.env_file:
+            # The platform sets the version's environment before the code is imported.
+            os.environ.update(read_env_file(self.settings.env_file))
         handler = load_handler(self.settings.handler, self.settings.source_dir)
         self._is_async = _is_async(handler)
         self._handler = handler

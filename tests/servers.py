@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,30 +54,76 @@ def server_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn(
-    cwd: Path, env: Mapping[str, str], args: Sequence[str] = (), log_dir: Path | None = None
+def serve(
+    cmd: Sequence[str], cwd: Path, env: Mapping[str, str], port: int, log: Path, host: str = "127.0.0.1"
 ) -> Iterator[Server]:
-    """`uvicorn sf_asgi:app` in `cwd`, stopped (and only it) when the block ends."""
-    port = free_port()
-    log = (log_dir or cwd) / f"uvicorn-{port}.log"
+    """Run a server command until the block ends, then stop it (and only it)."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*UVICORN, "sf_asgi:app", "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=cwd,
-            env=server_env(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=server_env(env), stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, host=host)
         yield Server(proc, port, log)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextmanager
+def uvicorn(
+    cwd: Path, env: Mapping[str, str], args: Sequence[str] = (), log_dir: Path | None = None
+) -> Iterator[Server]:
+    """`uvicorn sf_asgi:app` in `cwd`."""
+    port = free_port()
+    cmd = [*UVICORN, "sf_asgi:app", "--host", "127.0.0.1", "--port", str(port), *args]
+    with serve(cmd, cwd, env, port, (log_dir or cwd) / f"uvicorn-{port}.log") as srv:
+        yield srv
+
+
+@contextmanager
+def sf_asgi_cli(cwd: Path, args: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """`python -m sf_asgi ... --port <free>` in `cwd`."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "sf_asgi", *args, "--port", str(port)]
+    with serve(cmd, cwd, env or {}, port, cwd / f"sf-asgi-{port}.log") as srv:
+        yield srv
+
+
+NGINX_MAIN = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/site.conf;
+}}
+"""
+
+
+@contextmanager
+def nginx(site_conf: str, prefix: Path, host: str, port: int) -> Iterator[Server]:
+    """Real nginx in the foreground with everything under `prefix`; `site_conf` is its server block."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "site.conf").write_text(site_conf)
+    (prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=prefix))
+    cmd = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    with serve(cmd, prefix, {}, port, prefix / "stdout.log", host=host) as srv:
+        yield srv
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def run_until_exit(cwd: Path, env: Mapping[str, str], limit: float = 20.0) -> subprocess.CompletedProcess[str]:

@@ -210,6 +210,12 @@ def test_platform_headers_replace_what_the_client_sent() -> None:
     assert event["multiValueHeaders"]["X-Forwarded-For"] == ["198.51.100.1, 198.51.100.2, 10.0.0.1, 203.0.113.7"]
 
 
+def test_chain_that_already_ends_with_the_client_is_not_extended() -> None:
+    # What a trusted proxy sends: the server took the client from the chain's end.
+    event = _event([(b"x-forwarded-for", b"198.51.100.1, 203.0.113.7")])
+    assert event["headers"]["X-Forwarded-For"] == "198.51.100.1, 203.0.113.7"
+
+
 def test_ipv6_client_and_no_client() -> None:
     event = _event([], client=("::1", 5000))
     assert event["headers"]["X-Real-Remote-Address"] == "[::1]:5000"

@@ -1,0 +1,136 @@
+"""`sf-asgi ENTRYPOINT [options]`: a thin layer over uvicorn (SPEC §8)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from ._config import ConfigError, Settings, env_name, read_env_file
+from ._config import _parse as parse_value
+from ._loader import LoadError, split_entrypoint
+
+# Flags whose names are shorter than their fields'; every other field is --field-name.
+FLAGS = {"source_dir": "--source", "memory_limit_mb": "--memory"}
+METAVARS = {
+    "timeout": "S",
+    "memory_limit_mb": "MB",
+    "source_dir": "DIR",
+    "env_file": "FILE",
+    "port": "PORT",
+    "iam_token": "T",
+    "max_queue": "N",
+    "concurrency": "N",
+    "workers": "N",
+}
+
+
+def flag_for(field: str) -> str:
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # A mistyped flag: name the one that was meant (argparse on 3.11 does not).
+        if message.startswith("unrecognized arguments:"):
+            known = [opt for action in self._actions for opt in action.option_strings]
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+                if close:
+                    hints.append(f"{word}: did you mean {close[0]}?")
+            if hints:
+                message = f"{message} ({'; '.join(hints)})"
+        self.exit(2, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
+
+
+def _converter(field: dataclasses.Field[Any]) -> Any:
+    expected = type(field.default)
+
+    def convert(text: str) -> Any:
+        try:
+            return parse_value(field.name, expected, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(env_name(field.name), flag_for(field.name))) from None
+
+    convert.__name__ = expected.__name__
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sf-asgi",
+        description="Serve a Yandex Cloud Functions handler(event, context) as the platform would, over HTTP.",
+        epilog="Each option falls back to its SF_* variable, then to its default. "
+        "Example: sf-asgi index.handler --reload",
+    )
+    for field in dataclasses.fields(Settings):
+        help_text = f"{field.metadata['help']} [{env_name(field.name)}]"
+        if field.name == "handler":
+            parser.add_argument("handler", nargs="?", metavar="ENTRYPOINT", help=f"{help_text}, e.g. index.handler")
+        elif isinstance(field.default, bool):
+            flag = flag_for(field.name)
+            parser.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
+        else:
+            default = field.default if field.default != "" else "none"
+            parser.add_argument(
+                flag_for(field.name),
+                dest=field.name,
+                type=_converter(field),
+                metavar=METAVARS.get(field.name, field.name.split("_")[-1].upper()),
+                help=f"{help_text} (default: {default})",
+            )
+    return parser
+
+
+def resolve(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from the command line, then SF_* variables, then defaults; exit 2 when they are wrong."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {name: value for name, value in vars(args).items() if value is not None}
+    try:
+        settings = Settings.from_env(**given)
+        if not settings.handler:
+            raise ConfigError("name the handler: sf-asgi <file>.<function>, e.g. sf-asgi index.handler (or SF_HANDLER)")
+        split_entrypoint(settings.handler)
+        if not os.path.isdir(settings.source_dir):
+            raise ConfigError(f"--source {settings.source_dir}: no such folder; give the function's folder")
+        if settings.env_file:
+            read_env_file(settings.env_file)  # wrong names or sizes stop here, before anything starts
+    except (ConfigError, LoadError) as exc:
+        parser.error(str(exc))
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = resolve(argv)
+    import uvicorn
+
+    # The worker and reload processes read their settings from these variables.
+    os.environ.update(settings.to_env())
+    if settings.reload:
+        # Bytecode caches are checked by whole-second mtime and size: an edit within the
+        # same second as the last import would run the old code.
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    # uvicorn ends a graceful SIGTERM shutdown by re-raising the signal; here that is a clean exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        "sf_asgi:app",
+        host=settings.host,
+        port=settings.port,
+        reload=settings.reload,
+        reload_dirs=[os.path.abspath(settings.source_dir)] if settings.reload else None,
+        workers=settings.workers if settings.workers > 1 else None,
+        proxy_headers=settings.proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        lifespan="on",
+    )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
