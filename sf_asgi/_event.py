@@ -52,10 +52,9 @@ def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
     `+` is a space; blank values are kept; a pair with a `;` or a broken `%` escape is
     dropped (Go >= 1.17); bytes that are not UTF-8 become U+FFFD, as Go's JSON encoder does.
     """
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     if not query:
-        return single, multi
+        return {}, multi
     for pair in query.split(b"&"):
         if not pair or b";" in pair:
             continue
@@ -68,13 +67,21 @@ def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
         else:
             key = raw_key.decode("utf-8", "replace")
             value = raw_value.decode("utf-8", "replace")
-        single[key] = value
-        values = multi.get(key)
-        if values is None:
-            multi[key] = [value]
-        else:
-            values.append(value)
-    return single, multi
+        _append(multi, key, value)
+    return last_values(multi), multi
+
+
+def _append(multi: dict[str, list[str]], key: str, value: str) -> None:
+    values = multi.get(key)
+    if values is None:
+        multi[key] = [value]
+    else:
+        values.append(value)
+
+
+def last_values(multi: dict[str, list[str]]) -> dict[str, str]:
+    """The single-value map beside a multi-value one: a repeated name keeps its last value (SPEC §2)."""
+    return {key: values[-1] for key, values in multi.items()}
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -127,7 +134,6 @@ def build_event(
     now: float,
 ) -> Event:
     """The event of a direct HTTP invocation (SPEC §2)."""
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     forwarded: list[str] = []
     for raw_name, raw_value in headers:
@@ -140,12 +146,7 @@ def build_event(
             if name == "X-Forwarded-For":
                 forwarded.append(value)
             continue
-        single[name] = value
-        values = multi.get(name)
-        if values is None:
-            multi[name] = [value]
-        else:
-            values.append(value)
+        _append(multi, name, value)
 
     ip, port = client if client else ("", 0)
     added = {"X-Request-Id": request_id, "X-Trace-Id": trace_id}
@@ -158,8 +159,8 @@ def build_event(
     if forwarded:
         added["X-Forwarded-For"] = ", ".join(forwarded)
     for name, value in added.items():
-        single[name] = value
         multi[name] = [value]
+    single = last_values(multi)
 
     query_single, query_multi = parse_query(query)
     body_text, is_base64 = encode_body(body, single.get("Content-Type"))
