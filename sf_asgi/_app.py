@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._config import ConfigError, Settings
+from ._context import Context
 from ._event import build_event, build_raw_event, new_request_id, parse_query
 from ._instance import Instance, InvocationTimeout, QueueFull, UserCodeError
 from ._loader import LoadError
@@ -21,10 +22,11 @@ from ._response import (
     MalformedResult,
     error_body,
     error_response,
-    json_response,
     malformed_response,
+    platform_error,
     raw_response,
     render_result,
+    wire_headers,
 )
 from ._types import Handler, Receive, Scope, Send
 
@@ -130,7 +132,7 @@ class FunctionApp:
         try:
             instance = self._get_instance()
         except ConfigError as exc:
-            await _send(send, json_response(500, {"errorMessage": str(exc), "errorType": "ConfigError"}))
+            await _send(send, platform_error(500, "ConfigError", str(exc)))
             return
         body = await _read_body(scope, receive)
         if body is None:
@@ -150,7 +152,7 @@ class FunctionApp:
             response = await self._invoke(instance, scope, body, request_id)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
-            response = json_response(500, {"errorMessage": "Internal error in sf_asgi", "errorType": "InternalError"})
+            response = platform_error(500, "InternalError", "Internal error in sf_asgi")
         finally:
             timer.cancel()
             request_id_var.reset(token)
@@ -183,44 +185,37 @@ class FunctionApp:
                 size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
                 if size > MAX_PAYLOAD:
                     return _too_large(size)
-        try:
-            text = await instance.invoke(event, request_id)
-        except QueueFull:
-            return json_response(
-                429,
-                {
-                    "errorMessage": f"All executors are overloaded: {instance.waiting} requests are already "
-                    f"waiting (SF_MAX_QUEUE={instance.settings.max_queue})",
-                    "errorType": "TooManyRequests",
-                },
-            )
-        except InvocationTimeout:
-            return json_response(
-                504,
-                {
-                    "errorMessage": f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)",
-                    "errorType": "Timeout",
-                },
-            )
-        except UserCodeError as exc:
-            logger.error("Invocation %s failed: %s", request_id, json.dumps(error_body(exc.error)))
-            return error_response(exc.error)
-        if len(text) > MAX_PAYLOAD:
-            logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
-            return json_response(
-                502,
-                {
-                    "errorMessage": f"Function response is {len(text)} bytes, over the 3.5 MB limit",
-                    "errorType": "ResponseTooLarge",
-                },
-            )
-        if raw:
-            return raw_response(text)
-        try:
-            return render_result(text)
-        except MalformedResult as exc:
-            logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
-            return malformed_response(text)
+        return await respond(instance, event, request_id, raw)
+
+
+async def respond(
+    instance: Instance, event: Any, request_id: str, raw: bool = False, context: Context | None = None
+) -> HTTPResponse:
+    """Run one invocation and answer as the platform would: the one path from result to response."""
+    try:
+        text = await instance.invoke(event, request_id, context)
+    except QueueFull:
+        return platform_error(
+            429,
+            "TooManyRequests",
+            f"All executors are overloaded: {instance.waiting} requests are already waiting "
+            f"(SF_MAX_QUEUE={instance.settings.max_queue})",
+        )
+    except InvocationTimeout:
+        return platform_error(504, "Timeout", f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)")
+    except UserCodeError as exc:
+        logger.error("Invocation %s failed: %s", request_id, json.dumps(error_body(exc.error)))
+        return error_response(exc.error)
+    if len(text) > MAX_PAYLOAD:
+        logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
+        return platform_error(502, "ResponseTooLarge", f"Function response is {len(text)} bytes, over the 3.5 MB limit")
+    if raw:
+        return raw_response(text)
+    try:
+        return render_result(text)
+    except MalformedResult as exc:
+        logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
+        return malformed_response(text)
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | None:
@@ -230,7 +225,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | N
             try:
                 declared = int(value)
             except ValueError:
-                return json_response(400, {"errorMessage": "Invalid Content-Length", "errorType": "BadRequest"})
+                return platform_error(400, "BadRequest", "Invalid Content-Length")
             if declared > MAX_PAYLOAD:
                 return _too_large(declared)
     chunks: list[bytes] = []
@@ -251,18 +246,10 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | N
 
 def _too_large(size: int, more: bool = False) -> HTTPResponse:
     at_least = "at least " if more else ""
-    return json_response(
-        413,
-        {
-            "errorMessage": f"Request is {at_least}{size / _MB:.2f} MB; the platform limits the request JSON to 3.5 MB",
-            "errorType": "RequestTooLarge",
-        },
-    )
+    message = f"Request is {at_least}{size / _MB:.2f} MB; the platform limits the request JSON to 3.5 MB"
+    return platform_error(413, "RequestTooLarge", message)
 
 
 async def _send(send: Send, response: HTTPResponse) -> None:
-    headers = response.headers
-    if response.status not in (204, 304):
-        headers = [*headers, (b"content-length", str(len(response.body)).encode("ascii"))]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
     await send({"type": "http.response.body", "body": response.body})

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._config import Settings, read_env_file
-from ._context import make_context
+from ._context import Context, make_context
 from ._loader import LoadError, load_handler
 from ._logging import billed_ms, logger, max_memory_mb
 from ._types import Handler
@@ -207,7 +207,7 @@ class Instance:
             self._loading.add_done_callback(loaded)
         await asyncio.shield(self._loading)
 
-    async def invoke(self, event: Any, request_id: str) -> str:
+    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> str:
         """Run one invocation; the JSON text of the handler's result.
 
         Raises QueueFull, InvocationTimeout, or UserCodeError. Logs the platform's
@@ -218,7 +218,7 @@ class Instance:
         queued_ms = (time.perf_counter() - arrived) * 1000
         logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
         try:
-            return await self._run(event, request_id)
+            return await self._run(event, request_id, context)
         finally:
             duration_ms = (time.perf_counter() - arrived) * 1000
             logger.info("END RequestID: %s", request_id)
@@ -232,7 +232,7 @@ class Instance:
                 self._init_ms = None
             logger.info("%s", report)
 
-    async def _run(self, event: Any, request_id: str) -> str:
+    async def _run(self, event: Any, request_id: str, context: Context | None) -> str:
         hold = _Hold(self._gate)
         started = time.time()  # the deadline counts the cold start too (SPEC §6)
         timeout = self.settings.timeout or None
@@ -243,7 +243,8 @@ class Instance:
                         await self.load(hold)
                     handler = self._handler
                     assert handler is not None
-                    context = make_context(self.settings, request_id, started, self._issued_at)
+                    if context is None:
+                        context = make_context(self.settings, request_id, started, self._issued_at)
                     if self._is_async:
                         return _dumps(await handler(event, context))
                     result = await self._workers.submit(_call_sync, handler, event, context, hold=hold)

@@ -86,6 +86,10 @@ def load_handler(entrypoint: str, source_dir: str) -> Handler:
             f"{top}.py has the name of a standard-library module, which Python may import instead of "
             "your file (on the platform too): rename the file and the entry point"
         )
+    # The file must be in the function's folder, as on the platform: never one found elsewhere on sys.path.
+    relative = os.path.join(folder, *module_name.split("."))
+    if not (os.path.isfile(relative + ".py") or os.path.isfile(os.path.join(relative, "__init__.py"))):
+        raise LoadError(_not_found(module_name, folder))
     # Each instance runs the module's code itself (its own cold start, its own globals),
     # even when another instance in this process imported a file of the same name.
     sys.modules.pop(module_name, None)

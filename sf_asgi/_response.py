@@ -43,6 +43,8 @@ class HTTPResponse:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    # The error JSON when the platform, not the handler, wrote this response.
+    error: dict[str, Any] | None = None
 
 
 class MalformedResult(ValueError):
@@ -166,7 +168,13 @@ def _describe(value: Any) -> str:
 def malformed_response(text: str) -> HTTPResponse:
     """The platform's 502 for a result it cannot read (SPEC §4)."""
     body = {"errorMessage": MALFORMED_MESSAGE, "errorType": "ProxyIntegrationError", "payload": text}
-    return json_response(502, body)
+    return HTTPResponse(502, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"), body)
+
+
+def platform_error(status: int, error_type: str, message: str) -> HTTPResponse:
+    """An error the platform answers itself (413, 429, 504, ...) as `{errorMessage, errorType}`."""
+    body = {"errorMessage": message, "errorType": error_type}
+    return HTTPResponse(status, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"), body)
 
 
 def error_body(exc: BaseException) -> ErrorBody:
@@ -182,14 +190,18 @@ def error_body(exc: BaseException) -> ErrorBody:
 
 def error_response(exc: BaseException) -> HTTPResponse:
     """The platform's 502 for an exception in user code (SPEC §5)."""
-    body = json.dumps(error_body(exc)).encode("utf-8")
-    return HTTPResponse(502, [*_JSON_HEADERS, (b"x-function-error", b"true")], body)
-
-
-def json_response(status: int, body: Any) -> HTTPResponse:
-    return HTTPResponse(status, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"))
+    body = error_body(exc)
+    headers = [*_JSON_HEADERS, (b"x-function-error", b"true")]
+    return HTTPResponse(502, headers, json.dumps(body).encode("utf-8"), dict(body))
 
 
 def raw_response(text: str) -> HTTPResponse:
     """`?integration=raw` (SPEC §7): always 200, the JSON text of the result as it is."""
     return HTTPResponse(200, list(_JSON_HEADERS), text.encode("utf-8"))
+
+
+def wire_headers(response: HTTPResponse) -> list[tuple[bytes, bytes]]:
+    """The headers as they go out, with the Content-Length sf_asgi computes (SPEC §4)."""
+    if response.status in _NO_BODY:
+        return response.headers
+    return [*response.headers, (b"content-length", str(len(response.body)).encode("ascii"))]

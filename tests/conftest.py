@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import httpx
 import pytest
 
 from sf_asgi import FunctionApp
+from sf_asgi.testing import _lifespan
 
 ECHO = """
 import json
@@ -77,26 +76,5 @@ def returning(result: Any) -> FunctionApp:
     return FunctionApp(handler)
 
 
-@contextlib.asynccontextmanager
-async def running(app: Any) -> AsyncIterator[None]:
-    """Run an ASGI app's lifespan around the block, as a server would."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"].startswith("lifespan.startup"):
-            assert message["type"] == "lifespan.startup.complete", message
-            started.set()
-        elif message["type"].startswith("lifespan.shutdown"):
-            stopped.set()
-
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send))
-    await inbox.put({"type": "lifespan.startup"})
-    await asyncio.wait_for(started.wait(), 10)
-    try:
-        yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(stopped.wait(), 10)
-        await task
+# Run an ASGI app's lifespan around a block, as a server would.
+running = _lifespan

@@ -70,6 +70,16 @@ def test_missing_file_lists_the_py_files(write_function: Callable[..., Path]) ->
     assert info.value.cause is None
 
 
+def test_a_module_elsewhere_on_sys_path_is_not_taken(write_function: Callable[..., Path], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "handler_mod.py").write_text("def handler(e, c):\n    return 'wrong one'\n")
+    sys.path.append(str(elsewhere))
+    folder = write_function("x = 1\n", name="main.py")
+    with pytest.raises(LoadError, match="No handler_mod.py in"):
+        load_handler("handler_mod.handler", str(folder))
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="does not exist: set SF_SOURCE_DIR"):
         load_handler("index.handler", str(tmp_path / "nope"))
