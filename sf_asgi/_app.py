@@ -193,7 +193,7 @@ async def respond(
 ) -> HTTPResponse:
     """Run one invocation and answer as the platform would: the one path from result to response."""
     try:
-        text = await instance.invoke(event, request_id, context)
+        result, text = await instance.invoke(event, request_id, context)
     except QueueFull:
         return platform_error(
             429,
@@ -212,7 +212,7 @@ async def respond(
     if raw:
         return raw_response(text)
     try:
-        return render_result(text)
+        return render_result(text, result)
     except MalformedResult as exc:
         logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
         return malformed_response(text)

@@ -6,6 +6,7 @@ import base64
 import functools
 import json
 import os
+import random
 import re
 import time
 from collections.abc import Iterable
@@ -40,10 +41,26 @@ def canonical_header_key(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-@functools.lru_cache(maxsize=4096)
-def canonical_raw(raw: bytes) -> str:
-    """Canonical name of an ASGI (bytes) header name."""
-    return canonical_header_key(raw.decode("latin-1"))
+_KEEP, _DROP, _CHAIN, _REPLACED = 0, 1, 2, 3
+_header_kinds: dict[bytes, tuple[str, int]] = {}
+
+
+def _header_kind(raw: bytes) -> tuple[str, int]:
+    """The canonical name of an ASGI header name and what the platform does with it, cached."""
+    kind = _header_kinds.get(raw)
+    if kind is None:
+        name = canonical_header_key(raw.decode("latin-1"))
+        if name in REMOVED_REQUEST_HEADERS:
+            kind = (name, _DROP)
+        elif name == "X-Forwarded-For":
+            kind = (name, _CHAIN)
+        elif name in _ADDED:
+            kind = (name, _REPLACED)
+        else:
+            kind = (name, _KEEP)
+        if len(_header_kinds) < 4096:  # bounded: clients choose the names
+            _header_kinds[raw] = kind
+    return kind
 
 
 def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -55,6 +72,18 @@ def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
     multi: dict[str, list[str]] = {}
     if not query:
         return {}, multi
+    if b"%" not in query and b"+" not in query and b";" not in query:
+        # The common case: nothing to unescape, so split the text once.
+        single: dict[str, str] = {}
+        for text in query.decode("utf-8", "replace").split("&"):
+            if text:
+                key, _, value = text.partition("=")
+                if key in single:
+                    multi[key].append(value)
+                else:
+                    multi[key] = [value]
+                single[key] = value
+        return single, multi
     for pair in query.split(b"&"):
         if not pair or b";" in pair:
             continue
@@ -114,13 +143,29 @@ def format_request_time(epoch: int) -> str:
     return text
 
 
+# Request ids need to be unique, not secret: a seeded generator is cheaper than os.urandom,
+# and it is seeded again in each forked worker (gunicorn forks) so ids never repeat across them.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
 def new_request_id() -> str:
     """A random UUID4 string, the form the platform's request ids have."""
-    h = bytearray(os.urandom(16))
-    h[6] = (h[6] & 0x0F) | 0x40
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
+    x = "%032x" % ((_random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def new_request_ids() -> tuple[str, str]:
+    """Two UUID4 strings (the request id and the trace id) from one draw."""
+    bits = _random.getrandbits(256)
+    x = "%032x" % ((bits & _UUID4_CLEAR) | _UUID4_SET)
+    y = "%032x" % (((bits >> 128) & _UUID4_CLEAR) | _UUID4_SET)
+    return (
+        f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}",
+        f"{y[:8]}-{y[8:12]}-{y[12:16]}-{y[16:20]}-{y[20:]}",
+    )
 
 
 def build_event(
@@ -134,33 +179,41 @@ def build_event(
     now: float,
 ) -> Event:
     """The event of a direct HTTP invocation (SPEC §2)."""
+    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     forwarded: list[str] = []
+    kinds = _header_kinds
     for raw_name, raw_value in headers:
-        name = canonical_raw(raw_name)
+        name, kind = kinds.get(raw_name) or _header_kind(raw_name)
+        if kind:
+            if kind == _CHAIN:
+                forwarded.append(raw_value.decode("utf-8", "replace"))
+            continue  # removed, or set by the platform below
         # Go keeps the bytes; its JSON encoder turns invalid UTF-8 into U+FFFD.
         value = raw_value.decode("utf-8", "replace")
-        if name in REMOVED_REQUEST_HEADERS:
-            continue
-        if name in _ADDED:
-            if name == "X-Forwarded-For":
-                forwarded.append(value)
-            continue
-        _append(multi, name, value)
+        if name in single:
+            multi[name].append(value)
+        else:
+            multi[name] = [value]
+        single[name] = value
 
+    single["X-Request-Id"] = request_id
+    multi["X-Request-Id"] = [request_id]
+    single["X-Trace-Id"] = trace_id
+    multi["X-Trace-Id"] = [trace_id]
     ip, port = client if client else ("", 0)
-    added = {"X-Request-Id": request_id, "X-Trace-Id": trace_id}
     if ip:
         # The incoming chain, if any, then the caller; the caller's address in brackets.
         # Behind a trusted proxy the server's client address is the chain's last one already.
         if not forwarded or forwarded[-1].rpartition(",")[2].strip() != ip:
             forwarded.append(ip)
-        added["X-Real-Remote-Address"] = f"[{ip}]:{port}"
+        address = f"[{ip}]:{port}"
+        single["X-Real-Remote-Address"] = address
+        multi["X-Real-Remote-Address"] = [address]
     if forwarded:
-        added["X-Forwarded-For"] = ", ".join(forwarded)
-    for name, value in added.items():
-        multi[name] = [value]
-    single = last_values(multi)
+        chain = ", ".join(forwarded)
+        single["X-Forwarded-For"] = chain
+        multi["X-Forwarded-For"] = [chain]
 
     query_single, query_multi = parse_query(query)
     body_text, is_base64 = encode_body(body, single.get("Content-Type"))

@@ -1,9 +1,13 @@
 """The function instance: loading, one invocation at a time, timeouts (SPEC §1, §6).
 
 All of sf_asgi's concurrency lives here. Sync handlers run on the instance's own worker
-thread(s), fed by a queue: a dedicated thread costs far less per call than a thread pool
-hop, and the module is imported on that same thread, so thread-bound objects made at
-import time (a sqlite3 connection, say) work in the handler.
+thread(s), fed by a queue. The thread is what keeps invocations apart and in arrival
+order, so once the handler is loaded requests go straight onto its queue: it runs them
+back to back while the event loop reads the next ones, instead of waiting for the loop
+between calls. The module is imported on that same thread, so thread-bound objects made
+at import time (a sqlite3 connection, say) work in the handler. Async handlers are
+awaited on the loop, one at a time, behind a cheap FIFO gate; the cold start goes through
+the gate too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import contextvars
 import inspect
 import json
+import logging
 import os
 import queue
 import threading
@@ -47,16 +52,20 @@ class UserCodeError(Exception):
 class _Gate:
     """Slots of an instance, handed out in arrival order; cheap when nobody waits."""
 
-    __slots__ = ("_free", "_max_waiting", "_waiters")
+    __slots__ = ("_free", "_max_waiting", "_slots", "_waiters")
 
     def __init__(self, slots: int, max_waiting: int) -> None:
-        self._free = slots
+        self._slots = self._free = slots
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._max_waiting = max_waiting
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def idle(self) -> bool:
+        return self._free == self._slots
 
     async def acquire(self) -> None:
         if self._free and not self._waiters:
@@ -102,18 +111,36 @@ class _Hold:
             self._gate.release()
 
 
+class _Job:
+    __slots__ = ("args", "context", "fn", "future", "hold", "loop", "started")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.context = contextvars.copy_context()  # the request id follows the job into the thread
+        self.fn = fn
+        self.args = args
+        self.hold: _Hold | None = None
+        self.started: float | None = None  # time.monotonic(), set by the thread that runs it
+
+
 class _Workers:
     """Long-lived daemon threads that run the instance's sync code in arrival order."""
 
     def __init__(self, count: int, name: str) -> None:
         self._count = count
         self._name = name
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self.in_flight = 0  # submitted and not finished; only the event loop's thread touches it
 
-    def submit(self, fn: Callable[..., Any], *args: Any, hold: _Hold | None = None) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+    @property
+    def waiting(self) -> int:
+        """Jobs queued behind the ones the threads run (counted on the loop: exact, no race)."""
+        return max(0, self.in_flight - self._count)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, hold: _Hold | None = None) -> _Job:
+        job = _Job(asyncio.get_running_loop(), fn, args)
         if not self._threads:
             for i in range(self._count):
                 thread = threading.Thread(target=self._main, name=f"{self._name}-{i}", daemon=True)
@@ -121,8 +148,22 @@ class _Workers:
                 self._threads.append(thread)
         if hold is not None:
             hold.add()
-        self._jobs.put((loop, future, contextvars.copy_context(), fn, args, hold))
-        return future
+            job.hold = hold
+        self.in_flight += 1
+        self._jobs.put(job)
+        return job
+
+    def finish(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        """On the event loop, once a thread is done with the job."""
+        self.in_flight -= 1
+        future = job.future
+        if not future.done():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+        if job.hold is not None:
+            job.hold.drop()
 
     def close(self) -> None:
         for _ in self._threads:
@@ -134,32 +175,25 @@ class _Workers:
             job = self._jobs.get()
             if job is None:
                 return
-            loop, future, context, fn, args, hold = job
-            del job
+            job.started = time.monotonic()
             result: Any = None
             error: BaseException | None = None
             try:
-                result = context.run(fn, *args)
+                result = job.context.run(job.fn, *job.args)
             except BaseException as exc:  # SystemExit in a handler must not end the thread
                 error = exc
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_finish, future, result, error, hold)
-            del loop, future, context, fn, args, hold, result, error
+                job.loop.call_soon_threadsafe(self.finish, job, result, error)
+            del job, result, error
 
 
-def _finish(future: asyncio.Future[Any], result: Any, error: BaseException | None, hold: _Hold | None) -> None:
-    if not future.done():
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-    if hold is not None:
-        hold.drop()
-
-
-def _dumps(result: Any) -> str:
+def _call(handler: Handler, event: Any, context: Any) -> tuple[Any, str]:
+    """One sync call as the platform's runtime makes it: (result, its JSON text)."""
+    result = handler(event, context)
+    if inspect.iscoroutine(result):  # a sync function that returned a coroutine: the runtime runs it
+        result = asyncio.run(result)
     # The runtime serialises the result; failing to is an error in user code (SPEC §4).
-    return json.dumps(result)
+    return result, json.dumps(result)
 
 
 class Instance:
@@ -179,7 +213,7 @@ class Instance:
 
     @property
     def waiting(self) -> int:
-        return self._gate.waiting
+        return self._gate.waiting + self._workers.waiting
 
     def _load_sync(self) -> Handler:
         if self.settings.env_file:
@@ -197,7 +231,7 @@ class Instance:
         # One import at a time; after a failure the next request tries again (SPEC §5).
         if self._loading is None or self._loading.done():
             started = time.perf_counter()
-            self._loading = self._workers.submit(self._load_sync, hold=hold)
+            self._loading = self._workers.submit(self._load_sync, hold=hold).future
 
             def loaded(future: asyncio.Future[Any]) -> None:
                 # Read the outcome even when every waiter has timed out, so asyncio logs nothing.
@@ -207,32 +241,92 @@ class Instance:
             self._loading.add_done_callback(loaded)
         await asyncio.shield(self._loading)
 
-    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> str:
-        """Run one invocation; the JSON text of the handler's result.
+    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> tuple[Any, str]:
+        """Run one invocation: the handler's result and its JSON text.
 
         Raises QueueFull, InvocationTimeout, or UserCodeError. Logs the platform's
         START, END and REPORT lines.
         """
+        handler = self._handler
+        if handler is not None and not self._is_async and self._gate.idle:
+            return await self._invoke_on_worker(handler, event, request_id, context)
+        return await self._invoke_gated(event, request_id, context)
+
+    # A loaded sync handler: straight onto the worker's queue.
+
+    async def _invoke_on_worker(
+        self, handler: Handler, event: Any, request_id: str, context: Context | None
+    ) -> tuple[Any, str]:
+        if self.settings.max_queue and self._workers.waiting >= self.settings.max_queue:
+            raise QueueFull
+        job = self._workers.submit(self._run_on_worker, handler, event, request_id, context, time.perf_counter())
+        try:
+            return await self._wait(job)  # type: ignore[no-any-return]
+        except InvocationTimeout:
+            self._log_stuck(request_id)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
+            raise UserCodeError(exc) from None
+
+    def _run_on_worker(
+        self, handler: Handler, event: Any, request_id: str, context: Context | None, arrived: float
+    ) -> tuple[Any, str]:
+        # On the worker thread: the system lines go out in order with the handler's own output.
+        started = time.perf_counter()
+        log = logger.isEnabledFor(logging.INFO)
+        if log:
+            logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
+        try:
+            if context is None:
+                context = make_context(self.settings, request_id, time.time(), self._issued_at)
+            return _call(handler, event, context)
+        finally:
+            if log:
+                self._log_end(request_id, arrived, started)
+
+    async def _wait(self, job: _Job) -> Any:
+        """The job's outcome, or InvocationTimeout once it has run for the timeout (queued time not counted)."""
+        future = job.future
+        timeout = self.settings.timeout
+        if not timeout:
+            return await future
+        loop = job.loop
+        timer: list[asyncio.TimerHandle] = []
+
+        def check() -> None:
+            if future.done():
+                return
+            started = job.started
+            remaining = timeout if started is None else started + timeout - time.monotonic()
+            if remaining <= 0:
+                future.set_exception(InvocationTimeout(timeout))
+            else:
+                timer.append(loop.call_later(remaining, check))
+
+        timer.append(loop.call_later(timeout, check))
+        try:
+            return await future
+        finally:
+            timer[-1].cancel()
+
+    # The cold start, and async handlers: one at a time through the gate.
+
+    async def _invoke_gated(self, event: Any, request_id: str, context: Context | None) -> tuple[Any, str]:
         arrived = time.perf_counter()
         await self._gate.acquire()
-        queued_ms = (time.perf_counter() - arrived) * 1000
-        logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
+        started = time.perf_counter()
+        log = logger.isEnabledFor(logging.INFO)
+        if log:
+            logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
         try:
-            return await self._run(event, request_id, context)
+            return await self._run_gated(event, request_id, context)
         finally:
-            duration_ms = (time.perf_counter() - arrived) * 1000
-            logger.info("END RequestID: %s", request_id)
-            report = (
-                f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
-                f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
-                f"Max Memory Used: {max_memory_mb()} MB Queuing Duration: {queued_ms:.3f} ms"
-            )
-            if self._init_ms is not None:  # the cold start is reported once, with the first invocation
-                report += f" Function Init Duration: {self._init_ms:.3f} ms"
-                self._init_ms = None
-            logger.info("%s", report)
+            if log:
+                self._log_end(request_id, arrived, started)
 
-    async def _run(self, event: Any, request_id: str, context: Context | None) -> str:
+    async def _run_gated(self, event: Any, request_id: str, context: Context | None) -> tuple[Any, str]:
         hold = _Hold(self._gate)
         started = time.time()  # the deadline counts the cold start too (SPEC §6)
         timeout = self.settings.timeout or None
@@ -246,11 +340,9 @@ class Instance:
                     if context is None:
                         context = make_context(self.settings, request_id, started, self._issued_at)
                     if self._is_async:
-                        return _dumps(await handler(event, context))
-                    result = await self._workers.submit(_call_sync, handler, event, context, hold=hold)
-                    if inspect.isawaitable(result):  # an object whose __call__ is async
-                        result = _dumps(await result)
-                    return str(result)
+                        result = await handler(event, context)
+                        return result, json.dumps(result)
+                    return await self._workers.submit(_call, handler, event, context, hold=hold).future  # type: ignore[no-any-return]
                 except LoadError as exc:
                     raise UserCodeError(exc.cause or exc) from None
                 except asyncio.CancelledError:
@@ -259,25 +351,35 @@ class Instance:
                     raise UserCodeError(exc) from None
         except TimeoutError:
             if not self._is_async or not self.loaded:
-                logger.warning(
-                    "Invocation %s timed out after %gs; a sync handler cannot be stopped, so the "
-                    "instance stays busy until it returns",
-                    request_id,
-                    self.settings.timeout,
-                )
+                self._log_stuck(request_id)
             raise InvocationTimeout(self.settings.timeout) from None
         finally:
             hold.drop()
 
+    def _log_stuck(self, request_id: str) -> None:
+        logger.warning(
+            "Invocation %s timed out after %gs; a sync handler cannot be stopped, so the instance stays busy "
+            "until it returns",
+            request_id,
+            self.settings.timeout,
+        )
+
+    def _log_end(self, request_id: str, arrived: float, started: float) -> None:
+        now = time.perf_counter()
+        duration_ms = (now - arrived) * 1000
+        logger.info("END RequestID: %s", request_id)
+        report = (
+            f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
+            f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
+            f"Max Memory Used: {max_memory_mb()} MB Queuing Duration: {(started - arrived) * 1000:.3f} ms"
+        )
+        init_ms, self._init_ms = self._init_ms, None
+        if init_ms is not None:  # the cold start is reported once, with the first invocation
+            report += f" Function Init Duration: {init_ms:.3f} ms"
+        logger.info("%s", report)
+
     def close(self) -> None:
         self._workers.close()
-
-
-def _call_sync(handler: Handler, event: Any, context: Any) -> Any:
-    result = handler(event, context)
-    if inspect.isawaitable(result):
-        return result
-    return _dumps(result)
 
 
 def _is_async(handler: Handler) -> bool:

@@ -36,6 +36,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_UNSET: Any = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,12 +52,17 @@ class MalformedResult(ValueError):
     """The result cannot be read as an HTTP response; the message says which field is wrong."""
 
 
-def render_result(text: str) -> HTTPResponse:
-    """The HTTP response for the JSON text of a handler's result; MalformedResult if it is not one."""
-    try:
-        result = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise MalformedResult(str(exc)) from None
+def render_result(text: str, result: Any = _UNSET) -> HTTPResponse:
+    """The HTTP response for the JSON text of a handler's result; MalformedResult if it is not one.
+
+    `result`, the object that was serialised, spares reading the text back when it is
+    made of plain JSON types only: it then reads exactly as its text would.
+    """
+    if result is _UNSET or "NaN" in text or "Infinity" in text or not _plain(result):
+        try:
+            result = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise MalformedResult(str(exc)) from None
     if result is None:
         return HTTPResponse(200, [], b"")
     if not isinstance(result, dict):
@@ -85,6 +91,40 @@ def render_result(text: str) -> HTTPResponse:
     if status in _NO_BODY:
         data = b""
     return HTTPResponse(status, headers, data)
+
+
+def _plain(result: Any) -> bool:
+    """Whether the fields sf_asgi reads hold only exact JSON types (no tuples, subclasses, odd keys)."""
+    if result is None:
+        return True
+    if type(result) is not dict:
+        return False
+    status = result.get("statusCode")
+    if status is not None and type(status) is not int:
+        return False
+    body = result.get("body")
+    if body is not None and type(body) is not str:
+        return False
+    flag = result.get("isBase64Encoded")
+    if flag is not None and type(flag) is not bool:
+        return False
+    headers = result.get("headers")
+    if headers is not None:
+        if type(headers) is not dict:
+            return False
+        for name, value in headers.items():
+            if type(name) is not str or (value is not None and type(value) is not str):
+                return False
+    multi = result.get("multiValueHeaders")
+    if multi is not None:
+        if type(multi) is not dict:
+            return False
+        for name, values in multi.items():
+            if type(name) is not str or (values is not None and type(values) is not list):
+                return False
+            if values and not all(value is None or type(value) is str for value in values):
+                return False
+    return True
 
 
 def _merge_headers(headers: Any, multi: Any) -> list[tuple[bytes, bytes]]:

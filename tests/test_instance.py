@@ -333,3 +333,25 @@ async def test_missing_handler_at_request_time(write_function: Callable[..., Pat
     assert response.status_code == 502
     assert response.json()["errorType"] == "LoadError"
     assert "callables defined there: other" in response.json()["errorMessage"]
+
+
+async def test_sync_function_returning_a_coroutine_is_run_as_the_runtime_does() -> None:
+    async def later() -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"body": "ran"}
+
+    def handler(event: Any, context: Any) -> Any:
+        return later()
+
+    async with client(FunctionApp(handler)) as http:
+        assert (await http.get("/")).text == "ran"
+
+
+async def test_time_spent_queued_does_not_count_against_the_timeout() -> None:
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        time.sleep(0.25)
+        return {"body": "done"}
+
+    async with client(FunctionApp(handler, timeout=0.4)) as http:
+        responses = await asyncio.gather(*(http.get("/") for _ in range(3)))  # the last waits 0.5 s first
+    assert [r.status_code for r in responses] == [200, 200, 200]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
+import enum
 import json
 import logging
 from typing import Any
@@ -20,48 +22,48 @@ def render(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return response.status, [(k.decode(), v.decode()) for k, v in response.headers], response.body
 
 
-@pytest.mark.parametrize(
-    ("result", "status", "headers", "body"),
-    [
-        (None, 200, [], b""),
-        ({}, 200, [], b""),
-        ({"statusCode": 0}, 200, [], b""),
-        ({"statusCode": None, "body": None, "headers": None, "isBase64Encoded": None}, 200, [], b""),
-        ({"body": "hi"}, 200, [], b"hi"),
-        ({"statusCode": 201, "body": "made"}, 201, [], b"made"),
-        ({"statusCode": 404, "body": "привет"}, 404, [], "привет".encode()),
-        ({"statusCode": 599}, 599, [], b""),
-        ({"statusCode": 200, "unknown": [1, 2], "cookies": ["a=b"]}, 200, [], b""),
-        ({"statusCode": 200, "headers": {"content-type": "text/html"}}, 200, [("Content-Type", "text/html")], b""),
-        ({"headers": {"X-Empty": None}}, 200, [("X-Empty", "")], b""),
-        ({"headers": {"X-Utf8": "значение"}}, 200, [("X-Utf8", "значение")], b""),
-        ({"headers": {"x_custom": "1"}}, 200, [("X_custom", "1")], b""),
-        ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
-        ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
-        ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
-        # multiValueHeaders wins over headers, whatever the letter case.
-        (
-            {"headers": {"x-a": "h", "X-B": "b"}, "multiValueHeaders": {"X-A": ["m"]}},
-            200,
-            [("X-A", "m"), ("X-B", "b")],
-            b"",
-        ),
-        ({"headers": {"X-A": "h"}, "multiValueHeaders": {"x-a": []}}, 200, [], b""),
-        (
-            {"multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2, c"]}},
-            200,
-            [("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2, c")],
-            b"",
-        ),
-        ({"body": base64.b64encode(b"\x89PNG\x00\xff").decode(), "isBase64Encoded": True}, 200, [], b"\x89PNG\x00\xff"),
-        ({"body": "aGVs\nbG8=", "isBase64Encoded": True}, 200, [], b"hello"),  # Go ignores line breaks
-        ({"body": "", "isBase64Encoded": True}, 200, [], b""),
-        ({"body": "aGVsbG8=", "isBase64Encoded": False}, 200, [], b"aGVsbG8="),
-        ({"statusCode": 204, "body": "dropped"}, 204, [], b""),
-        ({"statusCode": 304, "body": "dropped"}, 304, [], b""),
-        ({"body": "\ud800x"}, 200, [], "\ufffdx".encode()),
-    ],
-)
+VALID: list[tuple[Any, int, list[tuple[str, str]], bytes]] = [
+    (None, 200, [], b""),
+    ({}, 200, [], b""),
+    ({"statusCode": 0}, 200, [], b""),
+    ({"statusCode": None, "body": None, "headers": None, "isBase64Encoded": None}, 200, [], b""),
+    ({"body": "hi"}, 200, [], b"hi"),
+    ({"statusCode": 201, "body": "made"}, 201, [], b"made"),
+    ({"statusCode": 404, "body": "привет"}, 404, [], "привет".encode()),
+    ({"statusCode": 599}, 599, [], b""),
+    ({"statusCode": 200, "unknown": [1, 2], "cookies": ["a=b"]}, 200, [], b""),
+    ({"statusCode": 200, "headers": {"content-type": "text/html"}}, 200, [("Content-Type", "text/html")], b""),
+    ({"headers": {"X-Empty": None}}, 200, [("X-Empty", "")], b""),
+    ({"headers": {"X-Utf8": "значение"}}, 200, [("X-Utf8", "значение")], b""),
+    ({"headers": {"x_custom": "1"}}, 200, [("X_custom", "1")], b""),
+    ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
+    ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
+    ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
+    # multiValueHeaders wins over headers, whatever the letter case.
+    (
+        {"headers": {"x-a": "h", "X-B": "b"}, "multiValueHeaders": {"X-A": ["m"]}},
+        200,
+        [("X-A", "m"), ("X-B", "b")],
+        b"",
+    ),
+    ({"headers": {"X-A": "h"}, "multiValueHeaders": {"x-a": []}}, 200, [], b""),
+    (
+        {"multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2, c"]}},
+        200,
+        [("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2, c")],
+        b"",
+    ),
+    ({"body": base64.b64encode(b"\x89PNG\x00\xff").decode(), "isBase64Encoded": True}, 200, [], b"\x89PNG\x00\xff"),
+    ({"body": "aGVs\nbG8=", "isBase64Encoded": True}, 200, [], b"hello"),  # Go ignores line breaks
+    ({"body": "", "isBase64Encoded": True}, 200, [], b""),
+    ({"body": "aGVsbG8=", "isBase64Encoded": False}, 200, [], b"aGVsbG8="),
+    ({"statusCode": 204, "body": "dropped"}, 204, [], b""),
+    ({"statusCode": 304, "body": "dropped"}, 304, [], b""),
+    ({"body": "\ud800x"}, 200, [], "\ufffdx".encode()),
+]
+
+
+@pytest.mark.parametrize(("result", "status", "headers", "body"), VALID)
 def test_valid_results(result: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
     assert render(result) == (status, headers, body)
 
@@ -143,6 +145,41 @@ MALFORMED: list[tuple[Any, str]] = [
 def test_malformed_results(result: Any, reason: str) -> None:
     with pytest.raises(MalformedResult, match=reason.replace("[", r"\[").replace("]", r"\]")):
         render_result(json.dumps(result))
+
+
+class Status(enum.IntEnum):
+    OK = 200
+
+
+class Text(str):
+    pass
+
+
+ODD_TYPES: list[Any] = [
+    {"statusCode": Status.OK, "body": "enum status"},
+    {"body": Text("str subclass")},
+    {"headers": collections.OrderedDict([("X-A", "1")])},
+    {"multiValueHeaders": {"Set-Cookie": ("a=1", "b=2")}},
+    {"headers": {"X-A": Text("1")}},
+    {"statusCode": 200, "headers": {1: "int key"}},
+    {"statusCode": 200, "extra": float("nan")},
+    {"body": "NaN is just text here"},
+    (1, 2),
+]
+
+
+@pytest.mark.parametrize("result", [r for r, *_ in VALID] + [r for r, _ in MALFORMED] + ODD_TYPES)
+def test_reading_the_object_answers_as_reading_its_text(result: Any) -> None:
+    text = json.dumps(result)
+    try:
+        expected: Any = render_result(text)
+    except MalformedResult as exc:
+        expected = str(exc)
+    try:
+        got: Any = render_result(text, result)
+    except MalformedResult as exc:
+        got = str(exc)
+    assert got == expected
 
 
 def test_error_body_has_message_type_and_frames() -> None:
