@@ -12,7 +12,7 @@ from typing import Any
 
 from ._config import ConfigError, Settings
 from ._context import Context
-from ._event import build_event, build_raw_event, new_request_id, parse_query
+from ._event import build_event, build_raw_event, new_request_ids, parse_query
 from ._instance import Instance, InvocationTimeout, QueueFull, UserCodeError
 from ._loader import LoadError
 from ._logging import logger, request_id_var, setup_logging
@@ -140,7 +140,7 @@ class FunctionApp:
         if isinstance(body, HTTPResponse):
             await _send(send, body)
             return
-        request_id = new_request_id()
+        request_id, trace_id = new_request_ids()
         token = request_id_var.set(request_id)
         # Listen for the client leaving only once an invocation takes a while: a task per
         # request would cost more than the rest of the request path.
@@ -149,7 +149,7 @@ class FunctionApp:
             _WATCH_AFTER, lambda: listener.append(asyncio.ensure_future(receive()))
         )
         try:
-            response = await self._invoke(instance, scope, body, request_id)
+            response = await self._invoke(instance, scope, body, request_id, trace_id)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
@@ -169,7 +169,9 @@ class FunctionApp:
             message.cancel()
         await _send(send, response)
 
-    async def _invoke(self, instance: Instance, scope: Scope, body: bytes, request_id: str) -> HTTPResponse:
+    async def _invoke(
+        self, instance: Instance, scope: Scope, body: bytes, request_id: str, trace_id: str
+    ) -> HTTPResponse:
         now = time.time()
         query: bytes = scope.get("query_string", b"")
         raw = b"integration" in query and parse_query(query)[0].get("integration") == "raw"
@@ -178,7 +180,7 @@ class FunctionApp:
             event = build_raw_event(body)
         else:
             event = build_event(
-                scope["method"], scope["headers"], query, body, scope.get("client"), request_id, new_request_id(), now
+                scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, now
             )
             # The request JSON is limited, not the body alone (SPEC §6): measure it when it can matter.
             if len(event["body"]) > MAX_PAYLOAD - 256 * 1024:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -29,7 +30,7 @@ from typing import Any
 from ._config import Settings, read_env_file
 from ._context import Context, make_context
 from ._loader import LoadError, load_handler
-from ._logging import billed_ms, logger, max_memory_mb
+from ._logging import billed_ms, logger, max_memory_mb, system_line
 from ._types import Handler
 
 
@@ -219,7 +220,10 @@ class Instance:
         if self.settings.env_file:
             # The platform sets the version's environment before the code is imported.
             os.environ.update(read_env_file(self.settings.env_file))
-        handler = load_handler(self.settings.handler, self.settings.source_dir)
+        try:
+            handler = load_handler(self.settings.handler, self.settings.source_dir)
+        finally:
+            sys.stdout.flush()  # what the module printed at import goes out now, not with the first REPORT
         self._is_async = _is_async(handler)
         self._handler = handler
         return handler
@@ -277,7 +281,7 @@ class Instance:
         started = time.perf_counter()
         log = logger.isEnabledFor(logging.INFO)
         if log:
-            logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
+            system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
         try:
             if context is None:
                 context = make_context(self.settings, request_id, time.time(), self._issued_at)
@@ -319,7 +323,7 @@ class Instance:
         started = time.perf_counter()
         log = logger.isEnabledFor(logging.INFO)
         if log:
-            logger.info("START RequestID: %s Version: %s", request_id, self.settings.function_version)
+            system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
         try:
             return await self._run_gated(event, request_id, context)
         finally:
@@ -367,7 +371,7 @@ class Instance:
     def _log_end(self, request_id: str, arrived: float, started: float) -> None:
         now = time.perf_counter()
         duration_ms = (now - arrived) * 1000
-        logger.info("END RequestID: %s", request_id)
+        system_line(f"END RequestID: {request_id}")
         report = (
             f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
             f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
@@ -376,7 +380,7 @@ class Instance:
         init_ms, self._init_ms = self._init_ms, None
         if init_ms is not None:  # the cold start is reported once, with the first invocation
             report += f" Function Init Duration: {init_ms:.3f} ms"
-        logger.info("%s", report)
+        system_line(report, last=True)
 
     def close(self) -> None:
         self._workers.close()

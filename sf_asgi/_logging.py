@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 logger = logging.getLogger("sf_asgi")
 
@@ -20,23 +24,73 @@ ROOT_FORMAT = "[%(levelname)s]\t%(asctime)s\t%(request_id)s\t%(message)s"
 # The platform's structured-log levels.
 _LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
-_factory_installed = False
+_factory: Callable[..., logging.LogRecord] | None = None
 
 
 def _install_record_factory() -> None:
     """Every record gets `request_id`, so `%(request_id)s` works in any handler's format."""
-    global _factory_installed
-    if _factory_installed:
+    global _factory
+    if _factory is not None:
         return
     previous = logging.getLogRecordFactory()
 
-    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.request_id = request_id_var.get()
         return record
 
     logging.setLogRecordFactory(factory)
-    _factory_installed = True
+    _factory = factory
+
+
+# The platform's system lines (START, END, REPORT) come three per request, so their
+# records are copied from a template and only their time, thread and request id are
+# filled in: a third of what `logger.info` costs. They still go through `logger.handle`,
+# so levels, filters, handlers and formats all apply.
+_TEMPLATE = logging.LogRecord("sf_asgi", logging.INFO, __file__, 0, "", None, None, "system_line").__dict__
+_START = _TEMPLATE["created"] - _TEMPLATE["relativeCreated"] / 1000
+
+
+def system_line(message: str, last: bool = False) -> None:
+    """Log a system line at INFO on the `sf_asgi` logger (the caller checks the level).
+
+    `last` marks an invocation's last line (REPORT): sf_asgi's own handler holds the
+    lines before it in stdout's buffer and writes them all at once.
+    """
+    if logging.getLogRecordFactory() is not _factory:  # someone's own factory: let it run
+        logger.info("%s", message)
+        return
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(_TEMPLATE)
+    now = time.time()
+    thread = threading.current_thread()
+    fields["msg"] = message
+    fields["created"] = now
+    fields["msecs"] = int((now - int(now)) * 1000) + 0.0
+    fields["relativeCreated"] = (now - _START) * 1000
+    fields["thread"] = thread.ident
+    fields["threadName"] = thread.name
+    fields["request_id"] = request_id_var.get()
+    fields["sf_hold"] = not last
+    logger.handle(record)
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """sf_asgi's own lines on stdout, written with one system call per invocation.
+
+    START and END wait in stdout's buffer until REPORT, so an invocation's lines (and
+    whatever the handler printed in between, in order) go out together; anything else,
+    warnings and errors above all, is written at once.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + "\n")
+            if not getattr(record, "sf_hold", False):
+                self.stream.flush()
+        except Exception:
+            self.handleError(record)
 
 
 class TextFormatter(logging.Formatter):
@@ -81,21 +135,24 @@ def setup_logging(log_format: str) -> bool:
     handler.setFormatter(logging.Formatter(ROOT_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    own = logging.StreamHandler(sys.stdout)
+    own = _StdoutHandler(sys.stdout)
     own.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logger.addHandler(own)
     logger.propagate = False
-    # Lines should reach a pipe or a container's log as they are printed, as on the platform.
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=True)
+    # Not line-buffered: REPORT's flush (or a warning's) writes what an invocation printed,
+    # in order; a terminal stays line-buffered as Python makes it.
     return True
+
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 
 def max_memory_mb() -> int:
     """The process's peak RSS in MB (0 where the OS does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
+    if resource is None:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak // (1024 * 1024)) if sys.platform == "darwin" else int(peak // 1024)  # bytes vs KiB
