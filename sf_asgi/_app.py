@@ -57,6 +57,8 @@ class FunctionApp:
         self._callable = handler
         self._overrides = settings
         self._instance: Instance | None = None
+        self._watching: dict[int, _Watch] = {}
+        self._sweeper: asyncio.Future[None] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -66,7 +68,7 @@ class FunctionApp:
         # Settings are read when first needed, so `sf_asgi.app` can be imported before SF_* are set.
         if self._instance is None:
             settings = Settings.from_env(**self._overrides)
-            setup_logging(settings.log_format)
+            setup_logging(settings.log_format, settings.log_level)
             if settings.reload:
                 sys.dont_write_bytecode = True  # no stale .pyc for an edit within the same second
             if self._callable is None and not settings.handler:
@@ -86,6 +88,9 @@ class FunctionApp:
         await self._get_instance().load()
 
     async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._instance is not None:
             self._instance.close()
 
@@ -142,22 +147,18 @@ class FunctionApp:
             return
         request_id, trace_id = new_request_ids()
         token = request_id_var.set(request_id)
-        # Listen for the client leaving only once an invocation takes a while: a task per
-        # request would cost more than the rest of the request path.
-        listener: list[asyncio.Future[Any]] = []
-        timer = asyncio.get_running_loop().call_later(
-            _WATCH_AFTER, lambda: listener.append(asyncio.ensure_future(receive()))
-        )
+        watch = _Watch(receive)
+        self._watch(watch)
         try:
             response = await self._invoke(instance, scope, body, request_id, trace_id)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
         finally:
-            timer.cancel()
+            self._unwatch(watch)
             request_id_var.reset(token)
-        if listener:
-            message = listener[0]
+        if watch.listener is not None:
+            message = watch.listener
             if message.done() and not message.cancelled() and message.result()["type"] == "http.disconnect":
                 # As on the platform, the invocation ran to its end; its response has nowhere to go.
                 logger.warning(
@@ -168,6 +169,31 @@ class FunctionApp:
                 return
             message.cancel()
         await _send(send, response)
+
+    # Listening for a client that leaves: only once an invocation has run for a while,
+    # because a listener task per request would cost more than the rest of the request
+    # path. One sweeper looks over the invocations in flight instead of a timer each.
+
+    def _watch(self, watch: _Watch) -> None:
+        self._watching[id(watch)] = watch
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def _unwatch(self, watch: _Watch) -> None:
+        del self._watching[id(watch)]
+
+    async def _sweep(self) -> None:
+        # It stops by itself after a tick with nothing in flight; a request does not
+        # start and stop it, which would cost a task each.
+        while True:
+            await asyncio.sleep(_WATCH_AFTER)
+            if not self._watching:
+                self._sweeper = None
+                return
+            cutoff = time.monotonic() - _WATCH_AFTER
+            for watch in self._watching.values():
+                if watch.listener is None and watch.since <= cutoff:
+                    watch.listener = asyncio.ensure_future(watch.receive())
 
     async def _invoke(
         self, instance: Instance, scope: Scope, body: bytes, request_id: str, trace_id: str
@@ -218,6 +244,15 @@ async def respond(
     except MalformedResult as exc:
         logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
         return malformed_response(text)
+
+
+class _Watch:
+    __slots__ = ("listener", "receive", "since")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.since = time.monotonic()
+        self.listener: asyncio.Future[Any] | None = None
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | None:

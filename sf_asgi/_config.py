@@ -49,6 +49,9 @@ class Settings:
         default=1, metadata={"help": "invocations of one instance that may overlap (the platform runs 1 for Python)"}
     )
     log_format: str = dataclasses.field(default="text", metadata={"help": "sf_asgi's own log lines: text or json"})
+    log_level: str = dataclasses.field(
+        default="info", metadata={"help": "sf_asgi's own log level; warning hides the START/END/REPORT lines"}
+    )
     env_file: str = dataclasses.field(
         default="", metadata={"help": "the function's own environment variables (KEY=VALUE lines), set before import"}
     )
@@ -93,6 +96,10 @@ class Settings:
                 raise ConfigError(f"{env_name(name)} must be 1 or more, got {getattr(self, name)}")
         if self.max_queue < 0:
             raise ConfigError(f"{env_name('max_queue')} must be 0 (no cap) or more, got {self.max_queue}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(
+                f"{env_name('log_level')} must be debug, info, warning, error or critical, got {self.log_level!r}"
+            )
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"{env_name('log_format')} must be 'text' or 'json', got {self.log_format!r}")
 

@@ -112,6 +112,63 @@ class _Hold:
             self._gate.release()
 
 
+class _Deadline:
+    """An invocation the reaper watches: a task to cancel, or a thread job's future to fail."""
+
+    __slots__ = ("expired", "job", "started", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None = None, job: _Job | None = None) -> None:
+        self.task = task
+        self.job = job
+        self.started: float | None = time.monotonic() if job is None else None
+        self.expired = False
+
+
+class _Reaper:
+    """Enforces the timeout with one periodic check instead of a timer per invocation.
+
+    A timer per invocation (asyncio.timeout) costs about as much as building the event.
+    The check runs every timeout/20 (5 to 50 ms) while invocations are in flight, so the
+    504 comes within one tick of the deadline; it stops by itself when nothing is in flight.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._tick = min(0.05, max(0.005, timeout / 20))
+        self._watched: dict[int, _Deadline] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        self._watched[id(deadline)] = deadline
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def unwatch(self, deadline: _Deadline) -> None:
+        self._watched.pop(id(deadline), None)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            if not self._watched:
+                self._task = None
+                return
+            now = time.monotonic()
+            for deadline in list(self._watched.values()):
+                started = deadline.started if deadline.job is None else deadline.job.started
+                if deadline.expired or started is None or now - started < self.timeout:
+                    continue
+                deadline.expired = True
+                if deadline.task is not None:
+                    deadline.task.cancel()
+                elif deadline.job is not None and not deadline.job.future.done():
+                    deadline.job.future.set_exception(InvocationTimeout(self.timeout))
+
+
 class _Job:
     __slots__ = ("args", "context", "fn", "future", "hold", "loop", "started")
 
@@ -207,6 +264,7 @@ class Instance:
         self._workers = _Workers(settings.concurrency, "sf_asgi-worker")
         self._issued_at = time.time()
         self._init_ms: float | None = None
+        self._reaper = _Reaper(settings.timeout) if settings.timeout else None
 
     @property
     def loaded(self) -> bool:
@@ -292,28 +350,14 @@ class Instance:
 
     async def _wait(self, job: _Job) -> Any:
         """The job's outcome, or InvocationTimeout once it has run for the timeout (queued time not counted)."""
-        future = job.future
-        timeout = self.settings.timeout
-        if not timeout:
-            return await future
-        loop = job.loop
-        timer: list[asyncio.TimerHandle] = []
-
-        def check() -> None:
-            if future.done():
-                return
-            started = job.started
-            remaining = timeout if started is None else started + timeout - time.monotonic()
-            if remaining <= 0:
-                future.set_exception(InvocationTimeout(timeout))
-            else:
-                timer.append(loop.call_later(remaining, check))
-
-        timer.append(loop.call_later(timeout, check))
+        if self._reaper is None:
+            return await job.future
+        deadline = _Deadline(job=job)
+        self._reaper.watch(deadline)
         try:
-            return await future
+            return await job.future
         finally:
-            timer[-1].cancel()
+            self._reaper.unwatch(deadline)
 
     # The cold start, and async handlers: one at a time through the gate.
 
@@ -333,31 +377,35 @@ class Instance:
     async def _run_gated(self, event: Any, request_id: str, context: Context | None) -> tuple[Any, str]:
         hold = _Hold(self._gate)
         started = time.time()  # the deadline counts the cold start too (SPEC §6)
-        timeout = self.settings.timeout or None
+        deadline = None
+        if self._reaper is not None:
+            deadline = _Deadline(task=asyncio.current_task())
+            self._reaper.watch(deadline)
         try:
-            async with asyncio.timeout(timeout):
-                try:
-                    if self._handler is None:
-                        await self.load(hold)
-                    handler = self._handler
-                    assert handler is not None
-                    if context is None:
-                        context = make_context(self.settings, request_id, started, self._issued_at)
-                    if self._is_async:
-                        result = await handler(event, context)
-                        return result, json.dumps(result)
-                    return await self._workers.submit(_call, handler, event, context, hold=hold).future  # type: ignore[no-any-return]
-                except LoadError as exc:
-                    raise UserCodeError(exc.cause or exc) from None
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
-                    raise UserCodeError(exc) from None
-        except TimeoutError:
+            if self._handler is None:
+                await self.load(hold)
+            handler = self._handler
+            assert handler is not None
+            if context is None:
+                context = make_context(self.settings, request_id, started, self._issued_at)
+            if self._is_async:
+                result = await handler(event, context)
+                return result, json.dumps(result)  # the runtime's serialisation (SPEC §4)
+            return await self._workers.submit(_call, handler, event, context, hold=hold).future  # type: ignore[no-any-return]
+        except LoadError as exc:
+            raise UserCodeError(exc.cause or exc) from None
+        except asyncio.CancelledError:
+            if deadline is None or not deadline.expired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own cancellation: it ends here
             if not self._is_async or not self.loaded:
                 self._log_stuck(request_id)
             raise InvocationTimeout(self.settings.timeout) from None
+        except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
+            raise UserCodeError(exc) from None
         finally:
+            if deadline is not None:
+                self._reaper.unwatch(deadline)  # type: ignore[union-attr]
             hold.drop()
 
     def _log_stuck(self, request_id: str) -> None:
@@ -371,7 +419,7 @@ class Instance:
     def _log_end(self, request_id: str, arrived: float, started: float) -> None:
         now = time.perf_counter()
         duration_ms = (now - arrived) * 1000
-        system_line(f"END RequestID: {request_id}")
+        system_line(f"END RequestID: {request_id}", hold=True)
         report = (
             f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
             f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
@@ -380,9 +428,11 @@ class Instance:
         init_ms, self._init_ms = self._init_ms, None
         if init_ms is not None:  # the cold start is reported once, with the first invocation
             report += f" Function Init Duration: {init_ms:.3f} ms"
-        system_line(report, last=True)
+        system_line(report)
 
     def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
         self._workers.close()
 
 

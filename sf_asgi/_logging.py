@@ -51,11 +51,11 @@ _TEMPLATE = logging.LogRecord("sf_asgi", logging.INFO, __file__, 0, "", None, No
 _START = _TEMPLATE["created"] - _TEMPLATE["relativeCreated"] / 1000
 
 
-def system_line(message: str, last: bool = False) -> None:
+def system_line(message: str, hold: bool = False) -> None:
     """Log a system line at INFO on the `sf_asgi` logger (the caller checks the level).
 
-    `last` marks an invocation's last line (REPORT): sf_asgi's own handler holds the
-    lines before it in stdout's buffer and writes them all at once.
+    `hold` (END) lets sf_asgi's own handler write the line together with the next one
+    (REPORT), which always follows at once: one system call for the two.
     """
     if logging.getLogRecordFactory() is not _factory:  # someone's own factory: let it run
         logger.info("%s", message)
@@ -72,23 +72,32 @@ def system_line(message: str, last: bool = False) -> None:
     fields["thread"] = thread.ident
     fields["threadName"] = thread.name
     fields["request_id"] = request_id_var.get()
-    fields["sf_hold"] = not last
+    fields["sf_hold"] = hold
     logger.handle(record)
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """sf_asgi's own lines on stdout, written with one system call per invocation.
+    """sf_asgi's own lines on stdout, END and REPORT in one write.
 
-    START and END wait in stdout's buffer until REPORT, so an invocation's lines (and
-    whatever the handler printed in between, in order) go out together; anything else,
-    warnings and errors above all, is written at once.
+    Writes to stdout are often system calls each (PYTHONUNBUFFERED is common in
+    containers), and a request's three system lines would cost three. START goes out at
+    once, before anything the handler prints; END waits for its REPORT.
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._held = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + "\n")
-            if not getattr(record, "sf_hold", False):
-                self.stream.flush()
+            line = self.format(record) + "\n"
+            if getattr(record, "sf_hold", False):
+                self._held += line
+                return
+            if self._held:
+                line, self._held = self._held + line, ""
+            self.stream.write(line)
+            self.stream.flush()
         except Exception:
             self.handleError(record)
 
@@ -119,15 +128,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(log_format: str) -> bool:
+def setup_logging(log_format: str, level: str = "info") -> bool:
     """Set up logging as the platform does, unless the host app already has; True if it did.
+
+    `level` is sf_asgi's own: at `info` it writes the per-invocation system lines.
 
     On the platform the root logger writes to stdout before user code runs, so
     `logging.basicConfig()` in a handler changes nothing; its level stays WARNING.
     """
     _install_record_factory()
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    if logger.level == logging.NOTSET or level != "info":  # a host app's own setting stays, unless asked
+        logger.setLevel(level.upper())
     root = logging.getLogger()
     if root.handlers:
         return False  # the host app's logging (or pytest's): leave it alone
