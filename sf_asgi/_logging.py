@@ -57,6 +57,11 @@ def system_line(message: str, hold: bool = False) -> None:
     `hold` (END) lets sf_asgi's own handler write the line together with the next one
     (REPORT), which always follows at once: one system call for the two.
     """
+    own = _own_handler
+    if own is not None and len(logger.handlers) == 1 and not logger.filters and not own.filters and not logger.disabled:
+        # Only sf_asgi's own handler would see the record: write its line without making one.
+        own.write_line(message, hold)
+        return
     if logging.getLogRecordFactory() is not _factory:  # someone's own factory: let it run
         logger.info("%s", message)
         return
@@ -90,16 +95,30 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + "\n"
-            if getattr(record, "sf_hold", False):
-                self._held += line
-                return
-            if self._held:
-                line, self._held = self._held + line, ""
-            self.stream.write(line)
-            self.stream.flush()
+            self._write(self.format(record) + "\n", getattr(record, "sf_hold", False))
         except Exception:
             self.handleError(record)
+
+    def write_line(self, message: str, hold: bool) -> None:
+        """A system line (INFO) as `emit` would write it, without a LogRecord."""
+        if isinstance(self.formatter, JsonFormatter):
+            line = json.dumps({"level": "INFO", "msg": message, "request_id": request_id_var.get()}, ensure_ascii=False)
+        else:
+            line = message
+        with self.lock:  # type: ignore[union-attr]
+            self._write(line + "\n", hold)
+
+    def _write(self, line: str, hold: bool) -> None:
+        if hold:
+            self._held += line
+            return
+        if self._held:
+            line, self._held = self._held + line, ""
+        self.stream.write(line)
+        self.stream.flush()
+
+
+_own_handler: _StdoutHandler | None = None
 
 
 class TextFormatter(logging.Formatter):
@@ -146,10 +165,12 @@ def setup_logging(log_format: str, level: str = "info") -> bool:
     handler.setFormatter(logging.Formatter(ROOT_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
+    global _own_handler
     own = _StdoutHandler(sys.stdout)
     own.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logger.addHandler(own)
     logger.propagate = False
+    _own_handler = own
     # Not line-buffered: REPORT's flush (or a warning's) writes what an invocation printed,
     # in order; a terminal stays line-buffered as Python makes it.
     return True

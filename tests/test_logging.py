@@ -189,3 +189,38 @@ async def test_client_disconnect_during_the_invocation_is_logged_and_nothing_is_
     assert finished == [True]
     assert sent == []
     assert "Client disconnected before invocation" in caplog.text
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
+def test_system_lines_written_without_a_record_match_the_full_path(formatter: logging.Formatter) -> None:
+    import io
+
+    from sf_asgi._logging import _StdoutHandler
+
+    outputs = []
+    for shortcut in (False, True):
+        stream = io.StringIO()
+        handler = _StdoutHandler(stream)
+        handler.setFormatter(formatter)
+        token = request_id_var.set("rid-1")
+        try:
+            for message, hold in (("START RequestID: rid-1 Version: v", False), ("END RequestID: rid-1", True)):
+                if shortcut:
+                    handler.write_line(message, hold)
+                else:
+                    record = _record(logging.INFO, message)
+                    record.request_id = "rid-1"
+                    record.sf_hold = hold
+                    handler.handle(record)
+            assert stream.getvalue().count("\n") == 1  # END waits for the next line
+            if shortcut:
+                handler.write_line("REPORT RequestID: rid-1 Duration: 1.000 ms", False)
+            else:
+                record = _record(logging.INFO, "REPORT RequestID: rid-1 Duration: 1.000 ms")
+                record.request_id = "rid-1"
+                handler.handle(record)
+        finally:
+            request_id_var.reset(token)
+        outputs.append(stream.getvalue())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == 3
