@@ -277,3 +277,19 @@ def test_streaming_100_mb_at_the_server_does_not_raise_its_memory(server: Server
     assert answer.startswith(b"HTTP/1.1 413")
     assert httpx.get(server.url, timeout=5).status_code == 200
     assert_clean_log(server)
+
+
+def test_log_level_warning_drops_the_system_lines_but_not_errors(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(
+        "def handler(event, context):\n"
+        "    if event['queryStringParameters'].get('fail'):\n"
+        "        raise ValueError('shown anyway')\n"
+        "    return {'body': 'ok'}\n"
+    )
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler", "SF_LOG_LEVEL": "warning"}) as srv:
+        assert httpx.get(srv.url, timeout=5).text == "ok"
+        assert httpx.get(srv.url, params={"fail": 1}, timeout=5).status_code == 502
+        time.sleep(0.2)
+        log = srv.log
+    assert "START RequestID" not in log and "REPORT RequestID" not in log
+    assert "shown anyway" in log
