@@ -339,6 +339,9 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk (scripts/bench does it)")
+    # As `pip install` does: without bytecode (PYTHONDONTWRITEBYTECODE is common in
+    # containers, and an editable install has none), every start would compile sf_asgi.
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "sf_asgi")], check=True)
     selected = scenarios()
     if args.only:
         keys = {"raw", *args.only.split(",")}
