@@ -93,21 +93,19 @@ def render_result(text: str, result: Any = _UNSET) -> HTTPResponse:
     return HTTPResponse(status, headers, data)
 
 
+_PLAIN_FIELDS = (("statusCode", int), ("body", str), ("isBase64Encoded", bool))
+
+
 def _plain(result: Any) -> bool:
     """Whether the fields sf_asgi reads hold only exact JSON types (no tuples, subclasses, odd keys)."""
     if result is None:
         return True
     if type(result) is not dict:
         return False
-    status = result.get("statusCode")
-    if status is not None and type(status) is not int:
-        return False
-    body = result.get("body")
-    if body is not None and type(body) is not str:
-        return False
-    flag = result.get("isBase64Encoded")
-    if flag is not None and type(flag) is not bool:
-        return False
+    for key, kind in _PLAIN_FIELDS:
+        value = result.get(key)
+        if value is not None and type(value) is not kind:
+            return False
     headers = result.get("headers")
     if headers is not None:
         if type(headers) is not dict:
