@@ -10,10 +10,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._concurrency import InvocationTimeout, QueueFull
 from ._config import ConfigError, Settings
 from ._context import Context
 from ._event import build_event, build_raw_event, new_request_ids, parse_query
-from ._instance import Instance, InvocationTimeout, QueueFull, UserCodeError
+from ._instance import Instance, UserCodeError
 from ._loader import LoadError
 from ._logging import logger, request_id_var, setup_logging
 from ._response import (
