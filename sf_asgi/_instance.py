@@ -1,13 +1,13 @@
 """The function instance: loading, one invocation at a time, timeouts (SPEC §1, §6).
 
-All of sf_asgi's concurrency is decided here (its primitives are in `_concurrency.py`).
-Sync handlers run on the instance's own worker thread(s), fed by a queue. The thread is what keeps invocations apart and in arrival
-order, so once the handler is loaded requests go straight onto its queue: it runs them
-back to back while the event loop reads the next ones, instead of waiting for the loop
-between calls. The module is imported on that same thread, so thread-bound objects made
-at import time (a sqlite3 connection, say) work in the handler. Async handlers are
-awaited on the loop, one at a time, behind a cheap FIFO gate; the cold start goes through
-the gate too.
+All of sf_asgi's concurrency is decided here; its primitives are in `_concurrency.py`.
+Sync handlers run on the instance's own worker thread(s), fed by a queue. The thread is
+what keeps invocations apart and in arrival order, so once the handler is loaded
+requests go straight onto its queue: it runs them back to back while the event loop
+reads the next ones, instead of waiting for the loop between calls. The module is
+imported on that same thread, so thread-bound objects made at import time (a sqlite3
+connection, say) work in the handler. Async handlers are awaited on the loop, one at a
+time, behind a cheap FIFO gate; the cold start goes through the gate too.
 """
 
 from __future__ import annotations

@@ -151,22 +151,36 @@ def _merge_headers(headers: Any, multi: Any) -> list[tuple[bytes, bytes]]:
             merged[name.lower()] = (name, ["" if v is None else v for v in values])
 
     out: list[tuple[bytes, bytes]] = []
-    for lower, (name, values) in merged.items():
-        if lower in _DROPPED:
-            continue
-        if lower in _FORBIDDEN:
-            raise MalformedResult(f"the response header {name} is not allowed by the platform; remove it")
-        if not _TOKEN.fullmatch(name):
-            raise MalformedResult(f"{name!r} is not a valid HTTP header name")
-        wire = canonical_header_key(name)
-        if lower in _REMAPPED:
-            wire = "X-Yf-Remapped-" + wire
-        raw_name = wire.encode("ascii")
+    for name, values in merged.values():
+        raw_name = _wire_names.get(name) or _wire_name(name)
+        if not raw_name:
+            continue  # dropped
         for value in values:  # one line per value: Set-Cookie is never comma-joined
-            if _BAD_VALUE.search(value):
+            # isprintable() is a fast first look: what passes it holds no control character.
+            if not value.isprintable() and _BAD_VALUE.search(value):
                 raise MalformedResult(f"the value of header {name} holds a control character (CR, LF or NUL)")
             out.append((raw_name, _utf8(value)))
     return out
+
+
+_wire_names: dict[str, bytes] = {}
+
+
+def _wire_name(name: str) -> bytes:
+    """The name as it goes out (b"" when dropped); what the rules decide is cached per name."""
+    lower = name.lower()
+    if lower in _FORBIDDEN:
+        raise MalformedResult(f"the response header {name} is not allowed by the platform; remove it")
+    if not _TOKEN.fullmatch(name):
+        raise MalformedResult(f"{name!r} is not a valid HTTP header name")
+    wire = b""
+    if lower not in _DROPPED:
+        wire = canonical_header_key(name).encode("ascii")
+        if lower in _REMAPPED:
+            wire = b"X-Yf-Remapped-" + wire
+    if len(_wire_names) < 4096:  # bounded: handlers choose the names
+        _wire_names[name] = wire
+    return wire
 
 
 def _decode_base64(text: str) -> bytes:
