@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._concurrency import InvocationTimeout, QueueFull
+from ._concurrency import InvocationTimeout, QueueFull, Sweeper
 from ._config import ConfigError, Settings
 from ._context import Context
 from ._event import build_event, build_raw_event, new_request_ids, parse_query
@@ -21,7 +21,6 @@ from ._response import (
     MAX_PAYLOAD,
     HTTPResponse,
     MalformedResult,
-    error_body,
     error_response,
     malformed_response,
     platform_error,
@@ -44,12 +43,7 @@ class FunctionApp:
     """
 
     def __init__(self, handler: str | Handler | None = None, **settings: Any) -> None:
-        unknown = set(settings) - Settings.field_names()
-        if unknown:
-            raise TypeError(
-                f"FunctionApp() got unknown setting(s) {', '.join(sorted(unknown))}; "
-                f"the settings are: {', '.join(sorted(Settings.field_names()))}"
-            )
+        Settings.check_names(settings, "FunctionApp()")
         if isinstance(handler, str):
             settings["handler"] = handler
             handler = None
@@ -58,8 +52,9 @@ class FunctionApp:
         self._callable = handler
         self._overrides = settings
         self._instance: Instance | None = None
-        self._watching: dict[int, _Watch] = {}
-        self._sweeper: asyncio.Future[None] | None = None
+        # Listening for a client that leaves starts only once an invocation has run for a
+        # while: a listener task per request would cost more than the rest of the request path.
+        self._watcher: Sweeper[_Watch] = Sweeper(_WATCH_AFTER, _listen_if_slow)
 
     @property
     def settings(self) -> Settings:
@@ -89,9 +84,7 @@ class FunctionApp:
         await self._get_instance().load()
 
     async def shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        self._watcher.close()
         if self._instance is not None:
             self._instance.close()
 
@@ -149,14 +142,14 @@ class FunctionApp:
         request_id, trace_id = new_request_ids()
         token = request_id_var.set(request_id)
         watch = _Watch(receive)
-        self._watch(watch)
+        self._watcher.watch(watch)
         try:
             response = await self._invoke(instance, scope, body, request_id, trace_id)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
         finally:
-            self._unwatch(watch)
+            self._watcher.unwatch(watch)
             request_id_var.reset(token)
         if watch.listener is not None:
             message = watch.listener
@@ -170,31 +163,6 @@ class FunctionApp:
                 return
             message.cancel()
         await _send(send, response)
-
-    # Listening for a client that leaves: only once an invocation has run for a while,
-    # because a listener task per request would cost more than the rest of the request
-    # path. One sweeper looks over the invocations in flight instead of a timer each.
-
-    def _watch(self, watch: _Watch) -> None:
-        self._watching[id(watch)] = watch
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.ensure_future(self._sweep())
-
-    def _unwatch(self, watch: _Watch) -> None:
-        del self._watching[id(watch)]
-
-    async def _sweep(self) -> None:
-        # It stops by itself after a tick with nothing in flight; a request does not
-        # start and stop it, which would cost a task each.
-        while True:
-            await asyncio.sleep(_WATCH_AFTER)
-            if not self._watching:
-                self._sweeper = None
-                return
-            cutoff = time.monotonic() - _WATCH_AFTER
-            for watch in self._watching.values():
-                if watch.listener is None and watch.since <= cutoff:
-                    watch.listener = asyncio.ensure_future(watch.receive())
 
     async def _invoke(
         self, instance: Instance, scope: Scope, body: bytes, request_id: str, trace_id: str
@@ -233,8 +201,9 @@ async def respond(
     except InvocationTimeout:
         return platform_error(504, "Timeout", f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)")
     except UserCodeError as exc:
-        logger.error("Invocation %s failed: %s", request_id, json.dumps(error_body(exc.error)))
-        return error_response(exc.error)
+        response = error_response(exc.error)
+        logger.error("Invocation %s failed: %s", request_id, response.body.decode("utf-8"))
+        return response
     if len(text) > MAX_PAYLOAD:
         logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
         return platform_error(502, "ResponseTooLarge", f"Function response is {len(text)} bytes, over the 3.5 MB limit")
@@ -254,6 +223,11 @@ class _Watch:
         self.receive = receive
         self.since = time.monotonic()
         self.listener: asyncio.Future[Any] | None = None
+
+
+def _listen_if_slow(watch: _Watch, now: float) -> None:
+    if watch.listener is None and now - watch.since >= _WATCH_AFTER:
+        watch.listener = asyncio.ensure_future(watch.receive())
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | None:

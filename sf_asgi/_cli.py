@@ -11,8 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from ._config import ConfigError, Settings, env_name, read_env_file
-from ._config import _parse as parse_value
+from ._config import ConfigError, Settings, env_name, parse_value, read_env_file
 from ._loader import LoadError, split_entrypoint
 
 # Flags whose names are shorter than their fields'; every other field is --field-name.
@@ -112,11 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     # The worker and reload processes read their settings from these variables.
-    os.environ.update(settings.to_env())
-    if settings.reload:
-        # Bytecode caches are checked by whole-second mtime and size: an edit within the
-        # same second as the last import would run the old code.
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    os.environ.update(settings.to_env())  # with SF_RELOAD, the app itself writes no stale .pyc
     # uvicorn ends a graceful SIGTERM shutdown by re-raising the signal; here that is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(

@@ -13,7 +13,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class QueueFull(Exception):
@@ -98,27 +100,27 @@ class Deadline:
         self.expired = False
 
 
-class Reaper:
-    """Enforces the timeout with one periodic check instead of a timer per invocation.
+class Sweeper(Generic[T]):
+    """Looks over the items in flight every `tick` seconds, from one task.
 
-    A timer per invocation (asyncio.timeout) costs about as much as building the event.
-    The check runs every timeout/20 (5 to 50 ms) while invocations are in flight, so the
-    504 comes within one tick of the deadline; it stops by itself when nothing is in flight.
+    A timer per request costs about as much as building the event, so sf_asgi's periodic
+    checks (the timeout, a client that left) share this instead. The task stops by itself
+    after a tick with nothing in flight, so a request never starts or stops it.
     """
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._tick = min(0.05, max(0.005, timeout / 20))
-        self._watched: dict[int, Deadline] = {}
+    def __init__(self, tick: float, check: Callable[[T, float], None]) -> None:
+        self._tick = tick
+        self._check = check
+        self._items: dict[int, T] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, deadline: Deadline) -> None:
-        self._watched[id(deadline)] = deadline
+    def watch(self, item: T) -> None:
+        self._items[id(item)] = item
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def unwatch(self, deadline: Deadline) -> None:
-        self._watched.pop(id(deadline), None)
+    def unwatch(self, item: T) -> None:
+        self._items.pop(id(item), None)
 
     def close(self) -> None:
         if self._task is not None:
@@ -128,19 +130,30 @@ class Reaper:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._tick)
-            if not self._watched:
+            if not self._items:
                 self._task = None
                 return
             now = time.monotonic()
-            for deadline in list(self._watched.values()):
-                started = deadline.started if deadline.job is None else deadline.job.started
-                if deadline.expired or started is None or now - started < self.timeout:
-                    continue
-                deadline.expired = True
-                if deadline.task is not None:
-                    deadline.task.cancel()
-                elif deadline.job is not None and not deadline.job.future.done():
-                    deadline.job.future.set_exception(InvocationTimeout(self.timeout))
+            for item in list(self._items.values()):
+                self._check(item, now)
+
+
+class Reaper(Sweeper[Deadline]):
+    """Enforces the timeout: every timeout/20 (5 to 50 ms), so the 504 comes within one tick of the deadline."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(min(0.05, max(0.005, timeout / 20)), self._expire)
+        self.timeout = timeout
+
+    def _expire(self, deadline: Deadline, now: float) -> None:
+        started = deadline.started if deadline.job is None else deadline.job.started
+        if deadline.expired or started is None or now - started < self.timeout:
+            return
+        deadline.expired = True
+        if deadline.task is not None:
+            deadline.task.cancel()
+        elif deadline.job is not None and not deadline.job.future.done():
+            deadline.job.future.set_exception(InvocationTimeout(self.timeout))
 
 
 class Job:

@@ -108,20 +108,25 @@ class Settings:
         return frozenset(f.name for f in dataclasses.fields(cls))
 
     @classmethod
+    def check_names(cls, given: Mapping[str, Any], caller: str) -> None:
+        """TypeError naming the settings there are, for a mistyped keyword."""
+        unknown = set(given) - cls.field_names()
+        if unknown:
+            names = ", ".join(sorted(cls.field_names()))
+            raise TypeError(f"{caller} got unknown setting(s) {', '.join(sorted(unknown))}; the settings are: {names}")
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from keyword arguments, then `SF_*` variables, then defaults."""
         if environ is None:
             environ = os.environ
-        unknown = set(overrides) - cls.field_names()
-        if unknown:
-            names = ", ".join(sorted(cls.field_names()))
-            raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown))}; the settings are: {names}")
+        cls.check_names(overrides, "Settings.from_env()")
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             if field.name in overrides:
                 values[field.name] = overrides[field.name]
             elif env_name(field.name) in environ:
-                values[field.name] = _parse(field.name, type(field.default), environ[env_name(field.name)])
+                values[field.name] = parse_value(field.name, type(field.default), environ[env_name(field.name)])
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -142,7 +147,8 @@ def _kind(expected: type) -> str:
     return kinds.get(expected, expected.__name__)
 
 
-def _parse(name: str, expected: type, text: str) -> Any:
+def parse_value(name: str, expected: type, text: str) -> Any:
+    """An `SF_*` variable's text as the setting's type; ConfigError naming the fix."""
     if expected is str:
         return text
     if expected is bool and text.strip().lower() in _TRUE | _FALSE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
 import random
@@ -33,10 +32,17 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
-@functools.lru_cache(maxsize=4096)  # bounded: clients choose the names
+def is_token(name: str) -> bool:
+    """An HTTP token (RFC 9110): what a header name may be."""
+    return bool(name) and _TOKEN.issuperset(name)
+
+
 def canonical_header_key(name: str) -> str:
-    """Go's `textproto.CanonicalMIMEHeaderKey` (SPEC §2): `x-api-key` -> `X-Api-Key`."""
-    if not name or not _TOKEN.issuperset(name):
+    """Go's `textproto.CanonicalMIMEHeaderKey` (SPEC §2): `x-api-key` -> `X-Api-Key`.
+
+    Its callers cache what they decide per name, so it is not cached itself.
+    """
+    if not is_token(name):
         return name
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
@@ -151,21 +157,20 @@ _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 
+def _uuid4(bits: int) -> str:
+    x = "%032x" % ((bits & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def new_request_id() -> str:
     """A random UUID4 string, the form the platform's request ids have."""
-    x = "%032x" % ((_random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    return _uuid4(_random.getrandbits(128))
 
 
 def new_request_ids() -> tuple[str, str]:
     """Two UUID4 strings (the request id and the trace id) from one draw."""
     bits = _random.getrandbits(256)
-    x = "%032x" % ((bits & _UUID4_CLEAR) | _UUID4_SET)
-    y = "%032x" % (((bits >> 128) & _UUID4_CLEAR) | _UUID4_SET)
-    return (
-        f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}",
-        f"{y[:8]}-{y[8:12]}-{y[12:16]}-{y[16:20]}-{y[20:]}",
-    )
+    return _uuid4(bits), _uuid4(bits >> 128)
 
 
 def build_event(

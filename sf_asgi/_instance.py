@@ -129,9 +129,7 @@ class Instance:
     ) -> tuple[Any, str]:
         # On the worker thread: the system lines go out in order with the handler's own output.
         started = time.perf_counter()
-        log = logger.isEnabledFor(logging.INFO)
-        if log:
-            system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
+        log = self._log_start(request_id)
         try:
             if context is None:
                 context = make_context(self.settings, request_id, time.time(), self._issued_at)
@@ -157,9 +155,7 @@ class Instance:
         arrived = time.perf_counter()
         await self._gate.acquire()
         started = time.perf_counter()
-        log = logger.isEnabledFor(logging.INFO)
-        if log:
-            system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
+        log = self._log_start(request_id)
         try:
             return await self._run_gated(event, request_id, context)
         finally:
@@ -207,6 +203,13 @@ class Instance:
             request_id,
             self.settings.timeout,
         )
+
+    def _log_start(self, request_id: str) -> bool:
+        """START, when the system lines are on; whether they are."""
+        if not logger.isEnabledFor(logging.INFO):
+            return False
+        system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
+        return True
 
     def _log_end(self, request_id: str, arrived: float, started: float) -> None:
         now = time.perf_counter()

@@ -58,8 +58,15 @@ def system_line(message: str, hold: bool = False) -> None:
     (REPORT), which always follows at once: one system call for the two.
     """
     own = _own_handler
-    if own is not None and len(logger.handlers) == 1 and not logger.filters and not own.filters and not logger.disabled:
-        # Only sf_asgi's own handler would see the record: write its line without making one.
+    if (
+        own is not None
+        and len(logger.handlers) == 1
+        and not logger.filters
+        and not own.filters
+        and not logger.disabled
+        and isinstance(own.formatter, _OwnFormatter)
+    ):
+        # Only sf_asgi's own handler, with its own format, would see the record: write its line without one.
         own.write_line(message, hold)
         return
     if logging.getLogRecordFactory() is not _factory:  # someone's own factory: let it run
@@ -101,10 +108,7 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_line(self, message: str, hold: bool) -> None:
         """A system line (INFO) as `emit` would write it, without a LogRecord."""
-        if isinstance(self.formatter, JsonFormatter):
-            line = json.dumps({"level": "INFO", "msg": message, "request_id": request_id_var.get()}, ensure_ascii=False)
-        else:
-            line = message
+        line = self.formatter.system_line(message)  # type: ignore[union-attr]  # system_line checked it is ours
         with self.lock:  # type: ignore[union-attr]
             self._write(line + "\n", hold)
 
@@ -121,8 +125,17 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 _own_handler: _StdoutHandler | None = None
 
 
-class TextFormatter(logging.Formatter):
+class _OwnFormatter(logging.Formatter):
+    def system_line(self, message: str) -> str:
+        """How a system line (INFO, the current request id) is written."""
+        raise NotImplementedError
+
+
+class TextFormatter(_OwnFormatter):
     """sf_asgi's lines: the platform's system lines as they are, others with their level."""
+
+    def system_line(self, message: str) -> str:
+        return message
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -133,17 +146,21 @@ class TextFormatter(logging.Formatter):
         return message
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_OwnFormatter):
     """One JSON object a line, with the keys the platform's structured logging reads."""
 
+    def system_line(self, message: str) -> str:
+        return self._line("INFO", message, request_id_var.get())
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "level": _LEVELS.get(record.levelname, record.levelname),
-            "msg": record.getMessage(),
-            "request_id": getattr(record, "request_id", ""),
-        }
-        if record.exc_info:
-            entry["stack"] = self.formatException(record.exc_info)
+        stack = self.formatException(record.exc_info) if record.exc_info else None
+        return self._line(record.levelname, record.getMessage(), getattr(record, "request_id", ""), stack)
+
+    @staticmethod
+    def _line(level: str, message: str, request_id: str, stack: str | None = None) -> str:
+        entry = {"level": _LEVELS.get(level, level), "msg": message, "request_id": request_id}
+        if stack is not None:
+            entry["stack"] = stack
         return json.dumps(entry, ensure_ascii=False)
 
 

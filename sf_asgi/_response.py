@@ -16,7 +16,7 @@ import re
 import traceback
 from typing import Any
 
-from ._event import canonical_header_key
+from ._event import canonical_header_key, is_token
 from ._loader import user_frames
 from ._types import ErrorBody
 
@@ -31,7 +31,6 @@ _FORBIDDEN = frozenset({"proxy-authenticate", "transfer-encoding", "via"})
 _REMAPPED = frozenset({"content-md5", "date", "server", "www-authenticate"})
 _NO_BODY = frozenset({204, 304})
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # CR, LF and NUL would break HTTP framing; other controls (but tab) are refused by h11 and RFC 9110.
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -171,7 +170,7 @@ def _wire_name(name: str) -> bytes:
     lower = name.lower()
     if lower in _FORBIDDEN:
         raise MalformedResult(f"the response header {name} is not allowed by the platform; remove it")
-    if not _TOKEN.fullmatch(name):
+    if not is_token(name):
         raise MalformedResult(f"{name!r} is not a valid HTTP header name")
     wire = b""
     if lower not in _DROPPED:
@@ -217,16 +216,18 @@ def _describe(value: Any) -> str:
     return f"{kinds.get(type(value), type(value).__name__)} {text}"
 
 
+def _error(status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> HTTPResponse:
+    return HTTPResponse(status, [*_JSON_HEADERS, *extra], json.dumps(body).encode("utf-8"), body)
+
+
 def malformed_response(text: str) -> HTTPResponse:
     """The platform's 502 for a result it cannot read (SPEC §4)."""
-    body = {"errorMessage": MALFORMED_MESSAGE, "errorType": "ProxyIntegrationError", "payload": text}
-    return HTTPResponse(502, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"), body)
+    return _error(502, {"errorMessage": MALFORMED_MESSAGE, "errorType": "ProxyIntegrationError", "payload": text})
 
 
 def platform_error(status: int, error_type: str, message: str) -> HTTPResponse:
     """An error the platform answers itself (413, 429, 504, ...) as `{errorMessage, errorType}`."""
-    body = {"errorMessage": message, "errorType": error_type}
-    return HTTPResponse(status, list(_JSON_HEADERS), json.dumps(body).encode("utf-8"), body)
+    return _error(status, {"errorMessage": message, "errorType": error_type})
 
 
 def error_body(exc: BaseException) -> ErrorBody:
@@ -242,9 +243,7 @@ def error_body(exc: BaseException) -> ErrorBody:
 
 def error_response(exc: BaseException) -> HTTPResponse:
     """The platform's 502 for an exception in user code (SPEC §5)."""
-    body = error_body(exc)
-    headers = [*_JSON_HEADERS, (b"x-function-error", b"true")]
-    return HTTPResponse(502, headers, json.dumps(body).encode("utf-8"), dict(body))
+    return _error(502, dict(error_body(exc)), (b"x-function-error", b"true"))
 
 
 def raw_response(text: str) -> HTTPResponse:
