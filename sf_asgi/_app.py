@@ -26,6 +26,7 @@ from ._response import (
     platform_error,
     raw_response,
     render_result,
+    result_text,
     wire_headers,
 )
 from ._types import Handler, Receive, Scope, Send
@@ -128,11 +129,13 @@ class FunctionApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            instance = self._get_instance()
-        except ConfigError as exc:
-            await _send(send, platform_error(500, "ConfigError", str(exc)))
-            return
+        instance = self._instance
+        if instance is None:
+            try:
+                instance = self._get_instance()
+            except ConfigError as exc:
+                await _send(send, platform_error(500, "ConfigError", str(exc)))
+                return
         body = await _read_body(scope, receive)
         if body is None:
             return  # the client left before its request was complete
@@ -144,7 +147,11 @@ class FunctionApp:
         watch = _Watch(receive)
         self._watcher.watch(watch)
         try:
-            response = await self._invoke(instance, scope, body, request_id, trace_id)
+            request = _event(scope, body, request_id, trace_id)
+            if isinstance(request, HTTPResponse):
+                response = request
+            else:
+                response = await respond(instance, *request)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
@@ -162,27 +169,24 @@ class FunctionApp:
                 )
                 return
             message.cancel()
-        await _send(send, response)
+        await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
+        await send({"type": "http.response.body", "body": response.body})
 
-    async def _invoke(
-        self, instance: Instance, scope: Scope, body: bytes, request_id: str, trace_id: str
-    ) -> HTTPResponse:
-        now = time.time()
-        query: bytes = scope.get("query_string", b"")
-        raw = b"integration" in query and parse_query(query)[0].get("integration") == "raw"
-        event: Any
-        if raw:
-            event = build_raw_event(body)
-        else:
-            event = build_event(
-                scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, now
-            )
-            # The request JSON is limited, not the body alone (SPEC §6): measure it when it can matter.
-            if len(event["body"]) > MAX_PAYLOAD - 256 * 1024:
-                size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-                if size > MAX_PAYLOAD:
-                    return _too_large(size)
-        return await respond(instance, event, request_id, raw)
+
+def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, str, bool] | HTTPResponse:
+    """(event, request id, raw) for `respond`, or the 413 for an event over the limit."""
+    query: bytes = scope.get("query_string", b"")
+    if b"integration" in query and parse_query(query)[0].get("integration") == "raw":
+        return build_raw_event(body), request_id, True
+    event = build_event(
+        scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, time.time()
+    )
+    # The request JSON is limited, not the body alone (SPEC §6): measure it when it can matter.
+    if len(event["body"]) > MAX_PAYLOAD - 256 * 1024:
+        size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if size > MAX_PAYLOAD:
+            return _too_large(size)
+    return event, request_id, False
 
 
 async def respond(
@@ -204,16 +208,16 @@ async def respond(
         response = error_response(exc.error)
         logger.error("Invocation %s failed: %s", request_id, response.body.decode("utf-8"))
         return response
-    if len(text) > MAX_PAYLOAD:
+    if text is not None and len(text) > MAX_PAYLOAD:
         logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
         return platform_error(502, "ResponseTooLarge", f"Function response is {len(text)} bytes, over the 3.5 MB limit")
     if raw:
-        return raw_response(text)
+        return raw_response(result_text(result, text))
     try:
         return render_result(text, result)
     except MalformedResult as exc:
         logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
-        return malformed_response(text)
+        return malformed_response(result_text(result, text))
 
 
 class _Watch:

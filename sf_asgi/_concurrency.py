@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import queue
 import threading
 import time
@@ -16,6 +17,31 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class _ThreadLoop(threading.local):
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_thread_loop = _ThreadLoop()
+os.register_at_fork(after_in_child=lambda: setattr(_thread_loop, "loop", None))
+
+
+def running_loop() -> asyncio.AbstractEventLoop:
+    """`asyncio.get_running_loop()`, remembered per thread while that loop runs.
+
+    asyncio's own makes a getpid() system call each time, to notice a fork; a few of those
+    per request cost more than the bookkeeping they serve. A forked child forgets the loop.
+    """
+    loop = _thread_loop.loop
+    if loop is None or not loop.is_running():
+        loop = _thread_loop.loop = asyncio.get_running_loop()
+    return loop
+
+
+def current_task() -> asyncio.Task[Any] | None:
+    """`asyncio.current_task()` without its system call (see `running_loop`)."""
+    return asyncio.current_task(running_loop())
 
 
 class QueueFull(Exception):
@@ -44,13 +70,19 @@ class Gate:
     def idle(self) -> bool:
         return self._free == self._slots
 
-    async def acquire(self) -> None:
+    def try_take(self) -> bool:
+        """Take a slot if one is free and nobody waits for it; whether it was taken."""
         if self._free and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_take():
             return
         if self._max_waiting and len(self._waiters) >= self._max_waiting:
             raise QueueFull
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await waiter
@@ -116,8 +148,8 @@ class Sweeper(Generic[T]):
 
     def watch(self, item: T) -> None:
         self._items[id(item)] = item
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._task is None:
+            self._task = running_loop().create_task(self._run())
 
     def unwatch(self, item: T) -> None:
         self._items.pop(id(item), None)
@@ -128,14 +160,15 @@ class Sweeper(Generic[T]):
             self._task = None
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick)
-            if not self._items:
+        try:
+            while self._items:
+                await asyncio.sleep(self._tick)
+                now = time.monotonic()
+                for item in list(self._items.values()):
+                    self._check(item, now)
+        finally:  # however it ends (nothing in flight, cancelled, its loop closed), the next watch starts anew
+            if self._task is current_task():
                 self._task = None
-                return
-            now = time.monotonic()
-            for item in list(self._items.values()):
-                self._check(item, now)
 
 
 class Reaper(Sweeper[Deadline]):
@@ -180,12 +213,17 @@ class Workers:
         self.in_flight = 0  # submitted and not finished; only the event loop's thread touches it
 
     @property
+    def idle(self) -> bool:
+        """No job waits for a thread (any thread may ask)."""
+        return self._jobs.empty()
+
+    @property
     def waiting(self) -> int:
         """Jobs queued behind the ones the threads run (counted on the loop: exact, no race)."""
         return max(0, self.in_flight - self._count)
 
     def submit(self, fn: Callable[..., Any], *args: Any, hold: Hold | None = None) -> Job:
-        job = Job(asyncio.get_running_loop(), fn, args)
+        job = Job(running_loop(), fn, args)
         if not self._threads:
             for i in range(self._count):
                 thread = threading.Thread(target=self._main, name=f"{self._name}-{i}", daemon=True)

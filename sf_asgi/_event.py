@@ -30,6 +30,7 @@ _ADDED = frozenset({"X-Request-Id", "X-Trace-Id", "X-Real-Remote-Address", "X-Fo
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_NOTHING_TO_UNESCAPE = re.compile(rb"[^%+;]*").fullmatch
 
 
 def is_token(name: str) -> bool:
@@ -49,6 +50,7 @@ def canonical_header_key(name: str) -> str:
 
 _KEEP, _DROP, _CHAIN, _REPLACED = 0, 1, 2, 3
 _header_kinds: dict[bytes, tuple[str, int]] = {}
+_kept_names: dict[bytes, str] = {}  # the _KEEP ones alone: the common case is one lookup
 
 
 def _header_kind(raw: bytes) -> tuple[str, int]:
@@ -66,6 +68,8 @@ def _header_kind(raw: bytes) -> tuple[str, int]:
             kind = (name, _KEEP)
         if len(_header_kinds) < 4096:  # bounded: clients choose the names
             _header_kinds[raw] = kind
+            if kind[1] == _KEEP:
+                _kept_names[raw] = name
     return kind
 
 
@@ -78,17 +82,18 @@ def parse_query(query: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
     multi: dict[str, list[str]] = {}
     if not query:
         return {}, multi
-    if b"%" not in query and b"+" not in query and b";" not in query:
-        # The common case: nothing to unescape, so split the text once.
+    if _NOTHING_TO_UNESCAPE(query):
+        # The common case: split the text once.
         single: dict[str, str] = {}
         for text in query.decode("utf-8", "replace").split("&"):
-            if text:
-                key, _, value = text.partition("=")
-                if key in single:
-                    multi[key].append(value)
-                else:
-                    multi[key] = [value]
-                single[key] = value
+            key, _, value = text.partition("=")
+            if key in single:
+                multi[key].append(value)
+            elif text:
+                multi[key] = [value]
+            else:
+                continue  # an empty pair, as in a&&b
+            single[key] = value
         return single, multi
     for pair in query.split(b"&"):
         if not pair or b";" in pair:
@@ -126,7 +131,9 @@ def is_json_media_type(content_type: str) -> bool:
 
 def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
     """(body, isBase64Encoded): text only for JSON that is valid UTF-8, else base64 (SPEC §2)."""
-    if content_type is not None and is_json_media_type(content_type):
+    if content_type is None:
+        return (base64.b64encode(body).decode("ascii") if body else ""), True
+    if is_json_media_type(content_type):
         try:
             return body.decode("utf-8"), False
         except UnicodeDecodeError:
@@ -153,24 +160,27 @@ def format_request_time(epoch: int) -> str:
 # and it is seeded again in each forked worker (gunicorn forks) so ids never repeat across them.
 _random = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
-_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+# The hex digit that sets a UUID's variant bits to RFC 9562's `10`, for each random one.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _uuid4(bits: int) -> str:
-    x = "%032x" % ((bits & _UUID4_CLEAR) | _UUID4_SET)
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+def _uuid4(x: str) -> str:
+    """A UUID4 string from 32 random hex digits (two of them are overwritten: version and variant)."""
+    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def new_request_id() -> str:
     """A random UUID4 string, the form the platform's request ids have."""
-    return _uuid4(_random.getrandbits(128))
+    return _uuid4(_random.getrandbits(128).to_bytes(16, "little").hex())
 
 
 def new_request_ids() -> tuple[str, str]:
     """Two UUID4 strings (the request id and the trace id) from one draw."""
-    bits = _random.getrandbits(256)
-    return _uuid4(bits), _uuid4(bits >> 128)
+    x = _random.getrandbits(256).to_bytes(32, "little").hex()
+    return (
+        f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}",
+        f"{x[32:40]}-{x[40:44]}-4{x[45:48]}-{_VARIANT[x[48]]}{x[49:52]}-{x[52:]}",
+    )
 
 
 def build_event(
@@ -186,16 +196,22 @@ def build_event(
     """The event of a direct HTTP invocation (SPEC §2)."""
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
-    forwarded: list[str] = []
-    kinds = _header_kinds
+    forwarded: list[str] | None = None
+    kept = _kept_names
     for raw_name, raw_value in headers:
-        name, kind = kinds.get(raw_name) or _header_kind(raw_name)
-        if kind:
-            if kind == _CHAIN:
-                forwarded.append(raw_value.decode("utf-8", "replace"))
-            continue  # removed, or set by the platform below
-        # Go keeps the bytes; its JSON encoder turns invalid UTF-8 into U+FFFD.
-        value = raw_value.decode("utf-8", "replace")
+        name = kept.get(raw_name)
+        if name is None:
+            name, kind = _header_kind(raw_name)
+            if kind:
+                if kind == _CHAIN:
+                    if forwarded is None:
+                        forwarded = []
+                    forwarded.append(raw_value.decode("utf-8", "replace"))
+                continue  # removed, or set by the platform below
+        try:
+            value = raw_value.decode()
+        except UnicodeDecodeError:  # Go keeps the bytes; its JSON encoder turns invalid UTF-8 into U+FFFD
+            value = raw_value.decode("utf-8", "replace")
         if name in single:
             multi[name].append(value)
         else:
@@ -210,13 +226,15 @@ def build_event(
     if ip:
         # The incoming chain, if any, then the caller; the caller's address in brackets.
         # Behind a trusted proxy the server's client address is the chain's last one already.
-        if not forwarded or forwarded[-1].rpartition(",")[2].strip() != ip:
+        if forwarded is None:
+            forwarded = [ip]
+        elif forwarded[-1].rpartition(",")[2].strip() != ip:
             forwarded.append(ip)
         address = f"[{ip}]:{port}"
         single["X-Real-Remote-Address"] = address
         multi["X-Real-Remote-Address"] = [address]
-    if forwarded:
-        chain = ", ".join(forwarded)
+    if forwarded is not None:
+        chain = forwarded[0] if len(forwarded) == 1 else ", ".join(forwarded)
         single["X-Forwarded-For"] = chain
         multi["X-Forwarded-For"] = [chain]
 

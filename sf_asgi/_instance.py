@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import sys
 import time
 from typing import Any
 
-from ._concurrency import Deadline, Gate, Hold, InvocationTimeout, Job, QueueFull, Reaper, Workers
+from ._concurrency import Deadline, Gate, Hold, InvocationTimeout, QueueFull, Reaper, Workers, current_task
 from ._config import Settings, read_env_file
 from ._context import Context, make_context
 from ._loader import LoadError, load_handler
-from ._logging import billed_ms, logger, max_memory_mb, system_line
+from ._logging import billed_ms, flush_soon, logger, max_memory_mb, system_lines
+from ._response import serialise
 from ._types import Handler
 
 
@@ -37,13 +37,12 @@ class UserCodeError(Exception):
         self.error = error
 
 
-def _call(handler: Handler, event: Any, context: Any) -> tuple[Any, str]:
-    """One sync call as the platform's runtime makes it: (result, its JSON text)."""
+def _call(handler: Handler, event: Any, context: Any) -> tuple[Any, str | None]:
+    """One sync call as the platform's runtime makes it: (result, its JSON text or None, see `serialise`)."""
     result = handler(event, context)
     if inspect.iscoroutine(result):  # a sync function that returned a coroutine: the runtime runs it
         result = asyncio.run(result)
-    # The runtime serialises the result; failing to is an error in user code (SPEC §4).
-    return result, json.dumps(result)
+    return result, serialise(result)
 
 
 class Instance:
@@ -95,27 +94,37 @@ class Instance:
             self._loading.add_done_callback(loaded)
         await asyncio.shield(self._loading)
 
-    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> tuple[Any, str]:
-        """Run one invocation: the handler's result and its JSON text.
+    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> tuple[Any, str | None]:
+        """Run one invocation: the handler's result and its JSON text (None for a plain result: see `serialise`).
 
         Raises QueueFull, InvocationTimeout, or UserCodeError. Logs the platform's
         START, END and REPORT lines.
         """
         handler = self._handler
-        if handler is not None and not self._is_async and self._gate.idle:
-            return await self._invoke_on_worker(handler, event, request_id, context)
-        return await self._invoke_gated(event, request_id, context)
+        if handler is not None:
+            if self._is_async:
+                if self._gate.try_take():  # the common case: a free slot, nobody ahead
+                    return await self._run(event, request_id, context, time.perf_counter())
+            elif self._gate.idle:
+                return await self._invoke_on_worker(handler, event, request_id, context)
+        arrived = time.perf_counter()
+        await self._gate.acquire()
+        return await self._run(event, request_id, context, arrived)
 
     # A loaded sync handler: straight onto the worker's queue.
 
     async def _invoke_on_worker(
         self, handler: Handler, event: Any, request_id: str, context: Context | None
-    ) -> tuple[Any, str]:
+    ) -> tuple[Any, str | None]:
         if self.settings.max_queue and self._workers.waiting >= self.settings.max_queue:
             raise QueueFull
         job = self._workers.submit(self._run_on_worker, handler, event, request_id, context, time.perf_counter())
+        deadline = None
+        if self._reaper is not None:  # the timeout counts from when the thread takes the job, not while queued
+            deadline = Deadline(job=job)
+            self._reaper.watch(deadline)
         try:
-            return await self._wait(job)  # type: ignore[no-any-return]
+            return await job.future  # type: ignore[no-any-return]
         except InvocationTimeout:
             self._log_stuck(request_id)
             raise
@@ -123,10 +132,13 @@ class Instance:
             raise
         except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
             raise UserCodeError(exc) from None
+        finally:
+            if deadline is not None:
+                self._reaper.unwatch(deadline)  # type: ignore[union-attr]
 
     def _run_on_worker(
         self, handler: Handler, event: Any, request_id: str, context: Context | None, arrived: float
-    ) -> tuple[Any, str]:
+    ) -> tuple[Any, str | None]:
         # On the worker thread: the system lines go out in order with the handler's own output.
         started = time.perf_counter()
         log = self._log_start(request_id)
@@ -136,38 +148,22 @@ class Instance:
             return _call(handler, event, context)
         finally:
             if log:
-                self._log_end(request_id, arrived, started)
+                # Flushed when no other invocation is queued behind this one: under load, one write for many.
+                self._log_end(request_id, arrived, started, flush=self._workers.idle)
 
-    async def _wait(self, job: Job) -> Any:
-        """The job's outcome, or InvocationTimeout once it has run for the timeout (queued time not counted)."""
-        if self._reaper is None:
-            return await job.future
-        deadline = Deadline(job=job)
-        self._reaper.watch(deadline)
-        try:
-            return await job.future
-        finally:
-            self._reaper.unwatch(deadline)
+    # The cold start, async handlers, and sync ones queued behind either: one slot each.
 
-    # The cold start, and async handlers: one at a time through the gate.
-
-    async def _invoke_gated(self, event: Any, request_id: str, context: Context | None) -> tuple[Any, str]:
-        arrived = time.perf_counter()
-        await self._gate.acquire()
+    async def _run(
+        self, event: Any, request_id: str, context: Context | None, arrived: float
+    ) -> tuple[Any, str | None]:
+        """One invocation on a slot of the gate already taken; the slot is given back at the end."""
         started = time.perf_counter()
         log = self._log_start(request_id)
-        try:
-            return await self._run_gated(event, request_id, context)
-        finally:
-            if log:
-                self._log_end(request_id, arrived, started)
-
-    async def _run_gated(self, event: Any, request_id: str, context: Context | None) -> tuple[Any, str]:
         hold = Hold(self._gate)
-        started = time.time()  # the deadline counts the cold start too (SPEC §6)
+        began = time.time()  # the deadline counts the cold start too (SPEC §6)
         deadline = None
         if self._reaper is not None:
-            deadline = Deadline(task=asyncio.current_task())
+            deadline = Deadline(task=current_task())
             self._reaper.watch(deadline)
         try:
             if self._handler is None:
@@ -175,17 +171,17 @@ class Instance:
             handler = self._handler
             assert handler is not None
             if context is None:
-                context = make_context(self.settings, request_id, started, self._issued_at)
+                context = make_context(self.settings, request_id, began, self._issued_at)
             if self._is_async:
                 result = await handler(event, context)
-                return result, json.dumps(result)  # the runtime's serialisation (SPEC §4)
+                return result, serialise(result)
             return await self._workers.submit(_call, handler, event, context, hold=hold).future  # type: ignore[no-any-return]
         except LoadError as exc:
             raise UserCodeError(exc.cause or exc) from None
         except asyncio.CancelledError:
             if deadline is None or not deadline.expired:
                 raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own cancellation: it ends here
+            current_task().uncancel()  # type: ignore[union-attr]  # our own cancellation: it ends here
             if not self._is_async or not self.loaded:
                 self._log_stuck(request_id)
             raise InvocationTimeout(self.settings.timeout) from None
@@ -195,6 +191,9 @@ class Instance:
             if deadline is not None:
                 self._reaper.unwatch(deadline)  # type: ignore[union-attr]
             hold.drop()
+            if log:
+                self._log_end(request_id, arrived, started, flush=False)
+                flush_soon()
 
     def _log_stuck(self, request_id: str) -> None:
         logger.warning(
@@ -205,25 +204,28 @@ class Instance:
         )
 
     def _log_start(self, request_id: str) -> bool:
-        """START, when the system lines are on; whether they are."""
+        """START, when the system lines are on; whether they are.
+
+        Not flushed: it reaches the stream's buffer before anything the handler prints, and
+        goes out with the REPORT's flush (a terminal, line-buffered, shows it at once).
+        """
         if not logger.isEnabledFor(logging.INFO):
             return False
-        system_line(f"START RequestID: {request_id} Version: {self.settings.function_version}")
+        system_lines(f"START RequestID: {request_id} Version: {self.settings.function_version}", flush=False)
         return True
 
-    def _log_end(self, request_id: str, arrived: float, started: float) -> None:
+    def _log_end(self, request_id: str, arrived: float, started: float, flush: bool) -> None:
         now = time.perf_counter()
         duration_ms = (now - arrived) * 1000
-        system_line(f"END RequestID: {request_id}", hold=True)
         report = (
             f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
             f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
-            f"Max Memory Used: {max_memory_mb()} MB Queuing Duration: {(started - arrived) * 1000:.3f} ms"
+            f"Max Memory Used: {max_memory_mb(now)} MB Queuing Duration: {(started - arrived) * 1000:.3f} ms"
         )
         init_ms, self._init_ms = self._init_ms, None
         if init_ms is not None:  # the cold start is reported once, with the first invocation
             report += f" Function Init Duration: {init_ms:.3f} ms"
-        system_line(report)
+        system_lines(f"END RequestID: {request_id}", report, flush=flush)
 
     def close(self) -> None:
         if self._reaper is not None:

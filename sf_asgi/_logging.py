@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
+
+from ._concurrency import running_loop
 
 logger = logging.getLogger("sf_asgi")
 
@@ -51,91 +54,94 @@ _TEMPLATE = logging.LogRecord("sf_asgi", logging.INFO, __file__, 0, "", None, No
 _START = _TEMPLATE["created"] - _TEMPLATE["relativeCreated"] / 1000
 
 
-def system_line(message: str, hold: bool = False) -> None:
-    """Log a system line at INFO on the `sf_asgi` logger (the caller checks the level).
+def system_lines(*messages: str, flush: bool = True) -> None:
+    """Log system lines at INFO on the `sf_asgi` logger (the caller checks the level).
 
-    `hold` (END) lets sf_asgi's own handler write the line together with the next one
-    (REPORT), which always follows at once: one system call for the two.
+    When only sf_asgi's own handler, with its own format, would see them, they are written
+    to its stream in one write and no record is made; `flush=False` then leaves them in the
+    stream's buffer for `flush_soon` or a later flush, in order with what the handler printed.
     """
     own = _own_handler
     if (
         own is not None
         and len(logger.handlers) == 1
+        and logger.handlers[0] is own
         and not logger.filters
         and not own.filters
         and not logger.disabled
         and isinstance(own.formatter, _OwnFormatter)
     ):
-        # Only sf_asgi's own handler, with its own format, would see the record: write its line without one.
-        own.write_line(message, hold)
+        own.write_system(own.formatter.system_lines(messages), flush)
         return
     if logging.getLogRecordFactory() is not _factory:  # someone's own factory: let it run
-        logger.info("%s", message)
+        for message in messages:
+            logger.info("%s", message)
         return
-    record = logging.LogRecord.__new__(logging.LogRecord)
-    fields = record.__dict__
-    fields.update(_TEMPLATE)
     now = time.time()
     thread = threading.current_thread()
-    fields["msg"] = message
-    fields["created"] = now
-    fields["msecs"] = int((now - int(now)) * 1000) + 0.0
-    fields["relativeCreated"] = (now - _START) * 1000
-    fields["thread"] = thread.ident
-    fields["threadName"] = thread.name
-    fields["request_id"] = request_id_var.get()
-    fields["sf_hold"] = hold
-    logger.handle(record)
+    request_id = request_id_var.get()
+    for message in messages:
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        fields = record.__dict__
+        fields.update(_TEMPLATE)
+        fields["msg"] = message
+        fields["created"] = now
+        fields["msecs"] = int((now - int(now)) * 1000) + 0.0
+        fields["relativeCreated"] = (now - _START) * 1000
+        fields["thread"] = thread.ident
+        fields["threadName"] = thread.name
+        fields["request_id"] = request_id
+        logger.handle(record)
+
+
+_flush_loop: asyncio.AbstractEventLoop | None = None
+
+
+def flush_soon() -> None:
+    """Flush sf_asgi's stream once this turn of the event loop is over, not once per request.
+
+    Under load one write then carries the lines of every request the turn finished.
+    """
+    global _flush_loop
+    loop = running_loop()
+    if _flush_loop is not loop and _own_handler is not None:
+        _flush_loop = loop
+        loop.call_soon(_flush, _own_handler)
+
+
+def _flush(handler: logging.Handler) -> None:
+    global _flush_loop
+    _flush_loop = None
+    handler.flush()
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """sf_asgi's own lines on stdout, END and REPORT in one write.
+    """sf_asgi's own lines on stdout."""
 
-    Writes to stdout are often system calls each (PYTHONUNBUFFERED is common in
-    containers), and a request's three system lines would cost three. START goes out at
-    once, before anything the handler prints; END waits for its REPORT.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._held = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
+    def write_system(self, text: str, flush: bool) -> None:
+        """System lines already formatted, in one write (`system_lines` checked the level)."""
         try:
-            self._write(self.format(record) + "\n", getattr(record, "sf_hold", False))
+            self.stream.write(text)
+            if flush:
+                self.stream.flush()
         except Exception:
-            self.handleError(record)
-
-    def write_line(self, message: str, hold: bool) -> None:
-        """A system line (INFO) as `emit` would write it, without a LogRecord."""
-        line = self.formatter.system_line(message)  # type: ignore[union-attr]  # system_line checked it is ours
-        with self.lock:  # type: ignore[union-attr]
-            self._write(line + "\n", hold)
-
-    def _write(self, line: str, hold: bool) -> None:
-        if hold:
-            self._held += line
-            return
-        if self._held:
-            line, self._held = self._held + line, ""
-        self.stream.write(line)
-        self.stream.flush()
+            self.handleError(logging.makeLogRecord({"msg": text}))
 
 
 _own_handler: _StdoutHandler | None = None
 
 
 class _OwnFormatter(logging.Formatter):
-    def system_line(self, message: str) -> str:
-        """How a system line (INFO, the current request id) is written."""
+    def system_lines(self, messages: tuple[str, ...]) -> str:
+        """System lines (INFO, the current request id) as written, each ending in a newline."""
         raise NotImplementedError
 
 
 class TextFormatter(_OwnFormatter):
     """sf_asgi's lines: the platform's system lines as they are, others with their level."""
 
-    def system_line(self, message: str) -> str:
-        return message
+    def system_lines(self, messages: tuple[str, ...]) -> str:
+        return "\n".join(messages) + "\n"
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -149,8 +155,9 @@ class TextFormatter(_OwnFormatter):
 class JsonFormatter(_OwnFormatter):
     """One JSON object a line, with the keys the platform's structured logging reads."""
 
-    def system_line(self, message: str) -> str:
-        return self._line("INFO", message, request_id_var.get())
+    def system_lines(self, messages: tuple[str, ...]) -> str:
+        request_id = request_id_var.get()
+        return "".join(self._line("INFO", message, request_id) + "\n" for message in messages)
 
     def format(self, record: logging.LogRecord) -> str:
         stack = self.formatException(record.exc_info) if record.exc_info else None
@@ -199,12 +206,23 @@ except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 
 
-def max_memory_mb() -> int:
-    """The process's peak RSS in MB (0 where the OS does not say)."""
-    if resource is None:
-        return 0
+_peak: tuple[float, int] = (-1.0, 0)  # (time.perf_counter() when read, MB)
+
+
+def max_memory_mb(now: float) -> int:
+    """The process's peak RSS in MB (0 where the OS does not say), at `now` (time.perf_counter()).
+
+    Read at most once a millisecond: the reading is a system call, a REPORT under load comes
+    far more often, and in a millisecond page faults add a few MB at most.
+    """
+    global _peak
+    read_at, mb = _peak
+    if now - read_at < 0.001 or resource is None:
+        return mb
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak // (1024 * 1024)) if sys.platform == "darwin" else int(peak // 1024)  # bytes vs KiB
+    mb = int(peak // (1024 * 1024)) if sys.platform == "darwin" else int(peak // 1024)  # bytes vs KiB
+    _peak = (now, mb)
+    return mb
 
 
 def billed_ms(duration_ms: float) -> int:

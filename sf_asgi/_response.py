@@ -38,7 +38,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _UNSET: Any = object()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class HTTPResponse:
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -51,13 +51,33 @@ class MalformedResult(ValueError):
     """The result cannot be read as an HTTP response; the message says which field is wrong."""
 
 
-def render_result(text: str, result: Any = _UNSET) -> HTTPResponse:
+def serialise(result: Any) -> str | None:
+    """The runtime's `json.dumps(result)` (SPEC §4); None when it can be skipped.
+
+    It is skipped for a plain result (`_plain_size`): one that cannot fail to serialise,
+    reads back as itself and is far under the size limit. `render_result` then reads the
+    object directly, and `result_text` writes the text if it is needed after all.
+    Raises as `json.dumps` does: failing to serialise is an error in user code.
+    """
+    size = _plain_size(result)
+    if 0 <= size <= MAX_PAYLOAD:
+        return None
+    return json.dumps(result)
+
+
+def result_text(result: Any, text: str | None) -> str:
+    """The JSON text of a result, from `serialise`."""
+    return json.dumps(result) if text is None else text
+
+
+def render_result(text: str | None, result: Any = _UNSET) -> HTTPResponse:
     """The HTTP response for the JSON text of a handler's result; MalformedResult if it is not one.
 
     `result`, the object that was serialised, spares reading the text back when it is
-    made of plain JSON types only: it then reads exactly as its text would.
+    made of plain JSON types only: it then reads exactly as its text would. A text of
+    None (from `serialise`) says the result is plain.
     """
-    if result is _UNSET or "NaN" in text or "Infinity" in text or not _plain(result):
+    if text is not None and (result is _UNSET or "NaN" in text or "Infinity" in text or _plain_size(result) < 0):
         try:
             result = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
@@ -92,36 +112,71 @@ def render_result(text: str, result: Any = _UNSET) -> HTTPResponse:
     return HTTPResponse(status, headers, data)
 
 
-_PLAIN_FIELDS = (("statusCode", int), ("body", str), ("isBase64Encoded", bool))
+# The fields a plain result may have, with their exact types (subclasses would serialise
+# differently or not read back as themselves).
+_PLAIN_FIELDS: dict[str, Any] = {
+    "statusCode": int,
+    "body": str,
+    "isBase64Encoded": bool,
+    "headers": dict,
+    "multiValueHeaders": dict,
+}
 
 
-def _plain(result: Any) -> bool:
-    """Whether the fields sf_asgi reads hold only exact JSON types (no tuples, subclasses, odd keys)."""
+def _plain_size(result: Any) -> int:
+    """At least the length of `json.dumps(result)` for a plain result, else -1.
+
+    Plain: None, or a dict of the platform's fields only, each of its exact JSON type.
+    A character takes at most 12 characters of ASCII-only JSON (an escaped surrogate pair);
+    24 covers a field's name, quotes and separators.
+    """
     if result is None:
-        return True
+        return 4
     if type(result) is not dict:
-        return False
-    for key, kind in _PLAIN_FIELDS:
-        value = result.get(key)
-        if value is not None and type(value) is not kind:
-            return False
-    headers = result.get("headers")
-    if headers is not None:
-        if type(headers) is not dict:
-            return False
-        for name, value in headers.items():
-            if type(name) is not str or (value is not None and type(value) is not str):
-                return False
-    multi = result.get("multiValueHeaders")
-    if multi is not None:
-        if type(multi) is not dict:
-            return False
-        for name, values in multi.items():
-            if type(name) is not str or (values is not None and type(values) is not list):
-                return False
-            if values and not all(value is None or type(value) is str for value in values):
-                return False
-    return True
+        return -1
+    size = 2
+    for key, value in result.items():
+        kind = _PLAIN_FIELDS.get(key)
+        if kind is None or type(key) is not str:
+            return -1
+        size += 24
+        if value is None:
+            continue
+        if type(value) is not kind:
+            return -1
+        if kind is str:
+            size += 12 * len(value)
+        elif kind is int and not 0 <= value < 1000:
+            return -1
+        elif kind is dict:
+            items = _plain_map_size(value, key == "headers")
+            if items < 0:
+                return -1
+            size += items
+    return size
+
+
+def _plain_map_size(values: dict[Any, Any], single: bool) -> int:
+    """`_plain_size` of headers (single) or multiValueHeaders."""
+    size = 0
+    for name, value in values.items():
+        if type(name) is not str:
+            return -1
+        size += 12 * len(name) + 8
+        if value is None:
+            continue
+        if single:
+            if type(value) is not str:
+                return -1
+            size += 12 * len(value)
+            continue
+        if type(value) is not list:
+            return -1
+        for item in value:
+            if item is not None and type(item) is not str:
+                return -1
+            size += 8 if item is None else 12 * len(item) + 4
+    return size
 
 
 def _merge_headers(headers: Any, multi: Any) -> list[tuple[bytes, bytes]]:

@@ -48,7 +48,8 @@ class Server:
 
 
 def server_env(env: Mapping[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    # Python's default output buffering unless a test asks otherwise: the same here as in CI.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SF_") and k != "PYTHONUNBUFFERED"}
     base.update(env)
     return base
 

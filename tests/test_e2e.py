@@ -189,6 +189,26 @@ def handler(event, context):
 """
 
 
+@pytest.mark.parametrize("kind", ["def", "async def"])
+@pytest.mark.parametrize("unbuffered", [{}, {"PYTHONUNBUFFERED": "1"}], ids=["buffered", "unbuffered"])
+def test_lines_go_out_after_each_invocation_in_order(tmp_path: Path, unbuffered: dict[str, str], kind: str) -> None:
+    # Buffered (Python's default for a pipe), sf_asgi flushes once per turn of the event loop
+    # (async) or when the worker has nothing queued (sync): nobody else flushes here.
+    (tmp_path / "index.py").write_text(
+        f"{kind} handler(event, context):\n    print('hi')\n    return {{'body': context.request_id}}\n"
+    )
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler", **unbuffered}, ["--no-access-log"]) as srv:
+        ids = [httpx.get(srv.url, timeout=5).text for _ in range(2)]
+        time.sleep(0.3)
+        lines = [line.split(" Duration")[0] for line in srv.log.splitlines() if "RequestID" in line or line == "hi"]
+    assert lines == [
+        line
+        for request_id in ids
+        for line in (f"START RequestID: {request_id} Version: $latest", "hi", f"END RequestID: {request_id}",
+                     f"REPORT RequestID: {request_id}")
+    ]  # fmt: skip
+
+
 def test_logs_look_like_the_platforms(tmp_path: Path) -> None:
     (tmp_path / "index.py").write_text(textwrap.dedent(LOGGING_FUNCTION))
     with uvicorn(tmp_path, {"SF_HANDLER": "index.handler", "SF_FUNCTION_VERSION": "v7"}) as srv:

@@ -17,6 +17,7 @@ from sf_asgi._event import (
     encode_body,
     format_request_time,
     new_request_id,
+    new_request_ids,
     parse_query,
 )
 
@@ -107,10 +108,14 @@ def test_format_request_time(when: tuple[int, ...], text: str) -> None:
 
 def test_request_ids_are_uuid4() -> None:
     ids = {new_request_id() for _ in range(1000)}
-    assert len(ids) == 1000
-    for value in list(ids)[:50]:
+    for _ in range(500):
+        ids.update(new_request_ids())
+    assert len(ids) == 2000
+    # Every hex digit shows up in the variant position, so each of its four values is reached.
+    assert {value[19] for value in ids} == set("89ab")
+    for value in ids:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value)
-        assert uuid.UUID(value).version == 4
+        assert uuid.UUID(value).version == 4 and uuid.UUID(value).variant == uuid.RFC_4122
 
 
 def _event(headers: list[tuple[bytes, bytes]], **kwargs: Any) -> Any:

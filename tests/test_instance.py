@@ -355,3 +355,22 @@ async def test_time_spent_queued_does_not_count_against_the_timeout() -> None:
     async with client(FunctionApp(handler, timeout=0.4)) as http:
         responses = await asyncio.gather(*(http.get("/") for _ in range(3)))  # the last waits 0.5 s first
     assert [r.status_code for r in responses] == [200, 200, 200]
+
+
+def test_running_loop_is_the_loop_that_runs_now() -> None:
+    from sf_asgi._concurrency import current_task, running_loop
+
+    async def both() -> tuple[Any, Any, bool]:
+        return running_loop(), asyncio.get_running_loop(), current_task() is asyncio.current_task()
+
+    seen = []
+    for _ in range(2):  # a loop after another one on the same thread
+        remembered, real, same_task = asyncio.run(both())
+        assert remembered is real and same_task
+        seen.append(real)
+    assert seen[0] is not seen[1]
+    in_thread: list[Any] = []
+    worker = threading.Thread(target=lambda: in_thread.append(asyncio.run(both())))
+    worker.start()
+    worker.join()
+    assert in_thread[0][0] is in_thread[0][1]

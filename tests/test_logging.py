@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sf_asgi import FunctionApp
-from sf_asgi._logging import JsonFormatter, TextFormatter, billed_ms, request_id_var
+from sf_asgi._logging import JsonFormatter, TextFormatter, billed_ms, max_memory_mb, request_id_var
 
 from .conftest import client
 
@@ -34,6 +34,23 @@ def sf_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 )
 def test_billed_duration_rounds_up_to_100_ms(duration: float, billed: int) -> None:
     assert billed_ms(duration) == billed
+
+
+def test_max_memory_is_read_at_most_once_a_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from sf_asgi import _logging
+
+    readings: list[int] = []
+    real = resource.getrusage
+    monkeypatch.setattr(resource, "getrusage", lambda who: readings.append(who) or real(who))
+    monkeypatch.setattr(_logging, "_peak", (-1.0, 0))
+    used = max_memory_mb(100.0)
+    assert used == real(resource.RUSAGE_SELF).ru_maxrss // 1024 > 0
+    assert max_memory_mb(100.0009) == used
+    assert len(readings) == 1
+    max_memory_mb(100.0011)
+    assert len(readings) == 2
 
 
 @pytest.mark.anyio
@@ -197,6 +214,7 @@ def test_system_lines_written_without_a_record_match_the_full_path(formatter: lo
 
     from sf_asgi._logging import _StdoutHandler
 
+    lines = ("START RequestID: rid-1 Version: v", "END RequestID: rid-1", "REPORT RequestID: rid-1 Duration: 1.000 ms")
     outputs = []
     for shortcut in (False, True):
         stream = io.StringIO()
@@ -204,21 +222,14 @@ def test_system_lines_written_without_a_record_match_the_full_path(formatter: lo
         handler.setFormatter(formatter)
         token = request_id_var.set("rid-1")
         try:
-            for message, hold in (("START RequestID: rid-1 Version: v", False), ("END RequestID: rid-1", True)):
-                if shortcut:
-                    handler.write_line(message, hold)
-                else:
+            if shortcut:
+                handler.write_system(formatter.system_lines(lines[:1]), flush=False)  # type: ignore[attr-defined]
+                handler.write_system(formatter.system_lines(lines[1:]), flush=True)  # type: ignore[attr-defined]
+            else:
+                for message in lines:
                     record = _record(logging.INFO, message)
                     record.request_id = "rid-1"
-                    record.sf_hold = hold
                     handler.handle(record)
-            assert stream.getvalue().count("\n") == 1  # END waits for the next line
-            if shortcut:
-                handler.write_line("REPORT RequestID: rid-1 Duration: 1.000 ms", False)
-            else:
-                record = _record(logging.INFO, "REPORT RequestID: rid-1 Duration: 1.000 ms")
-                record.request_id = "rid-1"
-                handler.handle(record)
         finally:
             request_id_var.reset(token)
         outputs.append(stream.getvalue())

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from sf_asgi._response import MALFORMED_MESSAGE, MalformedResult, error_body, render_result
+from sf_asgi._response import (
+    MALFORMED_MESSAGE,
+    MAX_PAYLOAD,
+    MalformedResult,
+    error_body,
+    render_result,
+    result_text,
+    serialise,
+)
 
 from .conftest import client, returning
 
@@ -180,6 +188,65 @@ def test_reading_the_object_answers_as_reading_its_text(result: Any) -> None:
     except MalformedResult as exc:
         got = str(exc)
     assert got == expected
+
+
+@pytest.mark.parametrize("result", [r for r, *_ in VALID] + [r for r, _ in MALFORMED] + ODD_TYPES)
+def test_skipping_the_serialisation_answers_as_the_runtime_would(result: Any) -> None:
+    # serialise() skips json.dumps only where the object reads exactly as its text would.
+    text = serialise(result)
+    if text is not None:
+        assert text == json.dumps(result)
+    expected: Any
+    try:
+        expected = render_result(json.dumps(result))
+    except MalformedResult as exc:
+        expected = str(exc)
+    try:
+        got: Any = render_result(text, result)
+    except MalformedResult as exc:
+        got = str(exc)
+    assert got == expected
+    assert result_text(result, text) == json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("result", "plain"),
+    [
+        (None, True),
+        ({"statusCode": 200, "headers": {"A": "b"}, "multiValueHeaders": {"C": ["d", None]}, "body": "x"}, True),
+        ({"statusCode": 200, "isBase64Encoded": False, "body": None, "headers": None}, True),
+        ({"statusCode": 200, "extra": 1}, False),  # a field the platform does not read: serialised
+        ({"statusCode": True}, False),
+        ({"statusCode": 10**30}, False),
+        ({"body": "x" * (MAX_PAYLOAD // 12 + 1)}, False),  # might be near the limit: measured
+        ({"headers": {"A": "é" * 100}}, True),
+        ([200], False),
+    ],
+)
+def test_what_counts_as_plain(result: Any, plain: bool) -> None:
+    assert (serialise(result) is None) is plain
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": 200, "extra": object()},
+        {"statusCode": 200, "headers": {"A": b"bytes"}},
+        {"body": {1, 2}},
+    ],
+)
+def test_results_the_runtime_cannot_serialise(result: Any) -> None:
+    with pytest.raises(TypeError):
+        serialise(result)
+
+
+@pytest.mark.anyio
+async def test_an_unserialisable_result_is_an_error_in_user_code() -> None:
+    async with client(returning({"statusCode": 200, "body": "x", "extra": object()})) as http:
+        response = await http.get("/")
+    assert response.status_code == 502
+    assert response.headers["x-function-error"] == "true"
+    assert response.json()["errorType"] == "TypeError"
 
 
 def test_error_body_has_message_type_and_frames() -> None:
