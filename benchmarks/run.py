@@ -79,6 +79,12 @@ def scenarios() -> list[Scenario]:
         Scenario("sf_sync", "sf_asgi, sync hello", uvicorn_cmd("sf_asgi:app"), sf("hello")),
         Scenario("sf_async", "sf_asgi, async hello", uvicorn_cmd("sf_asgi:app"), sf("hello_async")),
         Scenario(
+            "sf_async_unbuffered",
+            "sf_asgi, async hello, PYTHONUNBUFFERED=1",
+            uvicorn_cmd("sf_asgi:app"),
+            {**sf("hello_async"), "PYTHONUNBUFFERED": "1"},
+        ),
+        Scenario(
             "sf_echo_1k",
             "sf_asgi, echo 1 KB JSON",
             uvicorn_cmd("sf_asgi:app"),
@@ -113,7 +119,9 @@ class Server:
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+        # Python's default output buffering unless the scenario asks otherwise: a shell or a
+        # container may set PYTHONUNBUFFERED, and then each of sf_asgi's log writes is a system call.
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SF_") and k != "PYTHONUNBUFFERED"}
         full_env.update(env)
         full_env["PYTHONPATH"] = str(APPS)
         self.started = time.perf_counter()

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from ._concurrency import Deadline, Gate, Hold, InvocationTimeout, QueueFull, Reaper, Workers, current_task
@@ -56,6 +57,11 @@ class Instance:
         self._issued_at = time.time()
         self._init_ms: float | None = None
         self._reaper = Reaper(settings.timeout) if settings.timeout else None
+        # One format operation per REPORT: its fields, in the platform's order.
+        self._report = (
+            "REPORT RequestID: %s Duration: %.3f ms Billed Duration: %d ms "
+            f"Memory Size: {settings.memory_limit_mb} MB Max Memory Used: %d MB Queuing Duration: %.3f ms"
+        )
 
     @property
     def loaded(self) -> bool:
@@ -94,22 +100,20 @@ class Instance:
             self._loading.add_done_callback(loaded)
         await asyncio.shield(self._loading)
 
-    async def invoke(self, event: Any, request_id: str, context: Context | None = None) -> tuple[Any, str | None]:
-        """Run one invocation: the handler's result and its JSON text (None for a plain result: see `serialise`).
+    def invoke(
+        self, event: Any, request_id: str, context: Context | None = None
+    ) -> Coroutine[Any, Any, tuple[Any, str | None]]:
+        """Run one invocation (await it): the handler's result and its JSON text (None for a plain
+        result: see `serialise`).
 
         Raises QueueFull, InvocationTimeout, or UserCodeError. Logs the platform's
-        START, END and REPORT lines.
+        START, END and REPORT lines. A plain function that picks the coroutine to await, so
+        the common case costs no extra coroutine.
         """
         handler = self._handler
-        if handler is not None:
-            if self._is_async:
-                if self._gate.try_take():  # the common case: a free slot, nobody ahead
-                    return await self._run(event, request_id, context, time.perf_counter())
-            elif self._gate.idle:
-                return await self._invoke_on_worker(handler, event, request_id, context)
-        arrived = time.perf_counter()
-        await self._gate.acquire()
-        return await self._run(event, request_id, context, arrived)
+        if handler is not None and not self._is_async and self._gate.idle:
+            return self._invoke_on_worker(handler, event, request_id, context)
+        return self._run(event, request_id, context, time.perf_counter())
 
     # A loaded sync handler: straight onto the worker's queue.
 
@@ -156,7 +160,9 @@ class Instance:
     async def _run(
         self, event: Any, request_id: str, context: Context | None, arrived: float
     ) -> tuple[Any, str | None]:
-        """One invocation on a slot of the gate already taken; the slot is given back at the end."""
+        """One invocation on a slot of the gate, waited for in arrival order (QueueFull if too many wait)."""
+        if not self._gate.try_take():
+            await self._gate.acquire()
         started = time.perf_counter()
         log = self._log_start(request_id)
         hold = Hold(self._gate)
@@ -217,10 +223,12 @@ class Instance:
     def _log_end(self, request_id: str, arrived: float, started: float, flush: bool) -> None:
         now = time.perf_counter()
         duration_ms = (now - arrived) * 1000
-        report = (
-            f"REPORT RequestID: {request_id} Duration: {duration_ms:.3f} ms "
-            f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
-            f"Max Memory Used: {max_memory_mb(now)} MB Queuing Duration: {(started - arrived) * 1000:.3f} ms"
+        report = self._report % (
+            request_id,
+            duration_ms,
+            billed_ms(duration_ms),
+            max_memory_mb(now),
+            (started - arrived) * 1000,
         )
         init_ms, self._init_ms = self._init_ms, None
         if init_ms is not None:  # the cold start is reported once, with the first invocation

@@ -227,4 +227,4 @@ def max_memory_mb(now: float) -> int:
 
 def billed_ms(duration_ms: float) -> int:
     """Billed Duration: rounded up to the next 100 ms."""
-    return max(100, -(-int(duration_ms * 1000) // 100_000) * 100)
+    return -(-int(duration_ms * 1000) // 100_000) * 100 or 100
