@@ -42,7 +42,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     for yi, m, h in zip(y, medians, high, strict=True):
         ax.text(m + h + 0.015, yi, f"{m:.2f}", va="center", fontsize=9)
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("requests/s as a share of raw ASGI in the same round (median, min–max); red: target")
+    ax.set_xlabel("requests/s ÷ raw ASGI in the same round (median, min–max); red line: target")
     ax.set_title("sf_asgi throughput, 32 connections, one worker, wrk on 127.0.0.1")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -127,7 +127,8 @@ def write_report(results: dict[str, Any], folder: Path) -> None:
         label = {
             "request_to_event": "request → event, the typical request, two uuid4 ids and the clock included",
             "event_mapping_only": "the same mapping with the ids and the time given",
-            "result_to_response": "result → response: the runtime's json.dumps and the platform's reading of it",
+            "result_to_response": "result → response: the runtime's serialisation (skipped for a result of plain "
+            "JSON types) and the platform's reading of it",
         }.get(name, name)
         lines.append(f"| {label} | {us:.2f} |")
     lines += [
