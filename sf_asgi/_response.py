@@ -77,7 +77,11 @@ def render_result(text: str | None, result: Any = _UNSET) -> HTTPResponse:
     made of plain JSON types only: it then reads exactly as its text would. A text of
     None (from `serialise`) says the result is plain.
     """
-    if text is not None and (result is _UNSET or "NaN" in text or "Infinity" in text or _plain_size(result) < 0):
+    if text is None and type(result) is dict:
+        response = _render_plain(result)
+        if response is not None:
+            return response
+    elif text is not None and (result is _UNSET or "NaN" in text or "Infinity" in text or _plain_size(result) < 0):
         try:
             result = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
@@ -112,44 +116,71 @@ def render_result(text: str | None, result: Any = _UNSET) -> HTTPResponse:
     return HTTPResponse(status, headers, data)
 
 
-# The fields a plain result may have, with their exact types (subclasses would serialise
-# differently or not read back as themselves).
-_PLAIN_FIELDS: dict[str, Any] = {
-    "statusCode": int,
-    "body": str,
-    "isBase64Encoded": bool,
-    "headers": dict,
-    "multiValueHeaders": dict,
-}
+def _render_plain(result: dict[str, Any]) -> HTTPResponse | None:
+    """`render_result` for the common plain result (no multiValueHeaders, no base64), or None.
+
+    The types are right already (`_plain_size`); whatever else needs a look, or an error
+    message, goes to the general path.
+    """
+    if "multiValueHeaders" in result or result.get("isBase64Encoded"):
+        return None
+    status = result.get("statusCode") or 200
+    if not 200 <= status <= 599:
+        return None
+    out: list[tuple[bytes, bytes]] = []
+    headers = result.get("headers")
+    if headers:
+        for name, value in headers.items():
+            wire = _wire_names.get(name)
+            if wire is None or (value and not value.isprintable()):
+                return None  # a name not seen yet, or a value to look at closely
+            if wire:  # b"": dropped
+                out.append((wire, value.encode() if value else b""))
+        # Two names that differ in case only are one header (SPEC §4): the general path merges them.
+        if len(out) > 1 and len({wire for wire, _ in out}) < len(out):
+            return None
+    body = result.get("body")
+    try:
+        data = body.encode() if body and status not in _NO_BODY else b""
+    except UnicodeEncodeError:  # lone surrogates
+        return None
+    return HTTPResponse(status, out, data)
+
+
+# The fields a plain result may have (any other would be serialised for the platform to ignore).
+_PLAIN_FIELDS = frozenset({"statusCode", "body", "isBase64Encoded", "headers", "multiValueHeaders"})
 
 
 def _plain_size(result: Any) -> int:
     """At least the length of `json.dumps(result)` for a plain result, else -1.
 
-    Plain: None, or a dict of the platform's fields only, each of its exact JSON type.
-    A character takes at most 12 characters of ASCII-only JSON (an escaped surrogate pair);
-    24 covers a field's name, quotes and separators.
+    Plain: None, or a dict of the platform's fields only, each None or of its exact JSON
+    type (a subclass may serialise differently, or not read back as itself). A character
+    takes at most 12 characters of ASCII-only JSON (an escaped surrogate pair); 128 covers
+    the field names, quotes and separators.
     """
     if result is None:
         return 4
-    if type(result) is not dict:
+    if type(result) is not dict or not result.keys() <= _PLAIN_FIELDS:
         return -1
-    size = 2
-    for key, value in result.items():
-        kind = _PLAIN_FIELDS.get(key)
-        if kind is None or type(key) is not str:
+    size = 128
+    status = result.get("statusCode")
+    if status is not None and (type(status) is not int or not 0 <= status < 1000):
+        return -1
+    body = result.get("body")
+    if body is not None:
+        if type(body) is not str:
             return -1
-        size += 24
-        if value is None:
-            continue
-        if type(value) is not kind:
-            return -1
-        if kind is str:
-            size += 12 * len(value)
-        elif kind is int and not 0 <= value < 1000:
-            return -1
-        elif kind is dict:
-            items = _plain_map_size(value, key == "headers")
+        size += 12 * len(body)
+    is_base64 = result.get("isBase64Encoded")
+    if is_base64 is not None and type(is_base64) is not bool:
+        return -1
+    for key in ("headers", "multiValueHeaders"):
+        values = result.get(key)
+        if values is not None:
+            if type(values) is not dict:
+                return -1
+            items = _plain_map_size(values, key == "headers")
             if items < 0:
                 return -1
             size += items

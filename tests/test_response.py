@@ -44,6 +44,10 @@ VALID: list[tuple[Any, int, list[tuple[str, str]], bytes]] = [
     ({"headers": {"X-Empty": None}}, 200, [("X-Empty", "")], b""),
     ({"headers": {"X-Utf8": "значение"}}, 200, [("X-Utf8", "значение")], b""),
     ({"headers": {"x_custom": "1"}}, 200, [("X_custom", "1")], b""),
+    # Two names that differ in case only are one header: the last value, where the first stood.
+    ({"headers": {"x-a": "1", "X-B": "2", "X-A": "3"}}, 200, [("X-A", "3"), ("X-B", "2")], b""),
+    ({"headers": {"Host": "h", "X-A": "1", "Date": "d"}}, 200, [("X-A", "1"), ("X-Yf-Remapped-Date", "d")], b""),
+    ({"headers": {"X-Tab": "a\tb"}}, 200, [("X-Tab", "a\tb")], b""),
     ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
     ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
     ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
