@@ -65,5 +65,5 @@ def make_context(settings: Settings, request_id: str, started: float, issued_at:
         settings.log_group,
         settings.memory_limit_mb,
         int((started + budget) * 1000),
-        make_token(settings.iam_token, issued_at, started),
+        make_token(settings.iam_token, issued_at, started) if settings.iam_token else None,
     )
