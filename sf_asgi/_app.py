@@ -88,6 +88,8 @@ class FunctionApp:
         self._watcher.close()
         if self._instance is not None:
             self._instance.close()
+        for handler in logger.handlers:  # the last system lines, still in stdout's buffer
+            handler.flush()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:

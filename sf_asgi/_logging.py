@@ -121,9 +121,10 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_system(self, text: str, flush: bool) -> None:
         """System lines already formatted, in one write (`system_lines` checked the level)."""
         try:
-            self.stream.write(text)
-            if flush:
-                self.stream.flush()
+            with self.lock:  # type: ignore[union-attr]  # worker threads write too
+                self.stream.write(text)
+                if flush:
+                    self.stream.flush()
         except Exception:
             self.handleError(logging.makeLogRecord({"msg": text}))
 
