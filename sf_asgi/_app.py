@@ -153,7 +153,8 @@ class FunctionApp:
             if isinstance(request, HTTPResponse):
                 response = request
             else:
-                response = await respond(instance, *request)
+                event, raw = request
+                response = await respond(instance, event, request_id, raw)
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
@@ -175,11 +176,11 @@ class FunctionApp:
         await send({"type": "http.response.body", "body": response.body})
 
 
-def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, str, bool] | HTTPResponse:
-    """(event, request id, raw) for `respond`, or the 413 for an event over the limit."""
+def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, bool] | HTTPResponse:
+    """(event, whether it is `?integration=raw`), or the 413 for an event over the limit."""
     query: bytes = scope.get("query_string", b"")
     if b"integration" in query and parse_query(query)[0].get("integration") == "raw":
-        return build_raw_event(body), request_id, True
+        return build_raw_event(body), True
     event = build_event(
         scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, time.time()
     )
@@ -188,7 +189,7 @@ def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[A
         size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         if size > MAX_PAYLOAD:
             return _too_large(size)
-    return event, request_id, False
+    return event, False
 
 
 async def respond(

@@ -71,15 +71,17 @@ class Gate:
         return self._free == self._slots
 
     def try_take(self) -> bool:
-        """Take a slot if one is free and nobody waits for it; whether it was taken."""
+        """Take a slot if one is free and nobody waits for it; whether it was taken.
+
+        Synchronous, so the common case costs no coroutine; `wait` is for when it fails.
+        """
         if self._free and not self._waiters:
             self._free -= 1
             return True
         return False
 
-    async def acquire(self) -> None:
-        if self.try_take():
-            return
+    async def wait(self) -> None:
+        """Queue for a slot, in arrival order, after `try_take` found none (QueueFull if too many wait)."""
         if self._max_waiting and len(self._waiters) >= self._max_waiting:
             raise QueueFull
         waiter = running_loop().create_future()

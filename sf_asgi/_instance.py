@@ -162,7 +162,7 @@ class Instance:
     ) -> tuple[Any, str | None]:
         """One invocation on a slot of the gate, waited for in arrival order (QueueFull if too many wait)."""
         if not self._gate.try_take():
-            await self._gate.acquire()
+            await self._gate.wait()
         started = time.perf_counter()
         log = self._log_start(request_id)
         hold = Hold(self._gate)
