@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
+from . import _reload
+from ._background import library, spawn
 from ._concurrency import InvocationTimeout, QueueFull, Sweeper
 from ._config import ConfigError, Settings
 from ._context import Context
@@ -17,6 +21,9 @@ from ._event import build_event, build_raw_event, new_request_ids, parse_query
 from ._instance import Instance, UserCodeError
 from ._loader import LoadError
 from ._logging import logger, request_id_var, setup_logging
+from ._output import Output
+from ._pool import ClientGone, Pool, Waiter
+from ._process import Call
 from ._response import (
     MAX_PAYLOAD,
     HTTPResponse,
@@ -27,6 +34,7 @@ from ._response import (
     raw_response,
     render_result,
     result_text,
+    user_error_response,
     wire_headers,
 )
 from ._types import Handler, Receive, Scope, Send
@@ -50,44 +58,100 @@ class FunctionApp:
             handler = None
         elif handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable or an entry point string, got {type(handler).__name__}")
+        if handler is not None and settings.get("isolation", "thread") != "thread":
+            raise ConfigError(
+                "a callable handler runs inside the server's process (isolation='thread'): "
+                "give an entry point such as FunctionApp('index.handler') for process instances"
+            )
         self._callable = handler
         self._overrides = settings
         self._instance: Instance | None = None
+        self._pool: Pool | None = None
+        self._settings: Settings | None = None
+        self._started = False
+        self._reloader: anyio.CancelScope | None = None
         # Listening for a client that leaves starts only once an invocation has run for a
         # while: a listener task per request would cost more than the rest of the request path.
         self._watcher: Sweeper[_Watch] = Sweeper(_WATCH_AFTER, _listen_if_slow)
 
     @property
     def settings(self) -> Settings:
-        return self._get_instance().settings
+        if self._settings is None:
+            self._configure()
+        assert self._settings is not None
+        return self._settings
+
+    def _configure(self) -> Instance | Pool:
+        """The thread instance or the process pool, made when first needed.
+
+        Settings are read then, so `sf_asgi.app` can be imported before SF_* are set.
+        """
+        if self._instance is not None:
+            return self._instance
+        if self._pool is not None:
+            return self._pool
+        overrides = self._overrides
+        if self._callable is not None:
+            overrides = {**overrides, "isolation": "thread"}  # a callable lives in this process
+        settings = Settings.from_env(**overrides)
+        setup_logging(settings.log_format, settings.log_level)
+        if self._callable is None and not settings.handler:
+            raise ConfigError(
+                "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
+                "SF_HANDLER=index.handler uvicorn sf_asgi:app"
+            )
+        self._settings = settings
+        if settings.isolation == "process":
+            self._pool = Pool(settings, Output(settings.log_format, settings.log_level))
+            return self._pool
+        if library() != "asyncio":
+            raise ConfigError(
+                f"isolation 'thread' runs on asyncio only, and this server runs {library()}: "
+                "use SF_ISOLATION=process (or --isolation process), or an asyncio worker"
+            )
+        if settings.reload:
+            sys.dont_write_bytecode = True  # no stale .pyc for an edit within the same second
+        self._instance = Instance(settings, self._callable)
+        return self._instance
 
     def _get_instance(self) -> Instance:
-        # Settings are read when first needed, so `sf_asgi.app` can be imported before SF_* are set.
-        if self._instance is None:
-            settings = Settings.from_env(**self._overrides)
-            setup_logging(settings.log_format, settings.log_level)
-            if settings.reload:
-                sys.dont_write_bytecode = True  # no stale .pyc for an edit within the same second
-            if self._callable is None and not settings.handler:
-                raise ConfigError(
-                    "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
-                    "SF_HANDLER=index.handler uvicorn sf_asgi:app"
-                )
-            self._instance = Instance(settings, self._callable)
-        return self._instance
+        target = self._configure()
+        if not isinstance(target, Instance):
+            raise TypeError("this FunctionApp runs process instances (isolation='process')")
+        return target
 
     async def startup(self) -> None:
         """The cold start: import the handler now. Raises ConfigError or LoadError.
 
         ASGI lifespan calls this; a host app that mounts this one and runs its own
         lifespan can call it from there. Without it, the first request imports the handler.
+        In process isolation it starts `min_instances` instances and waits for them.
         """
-        await self._get_instance().load()
+        target = self._configure()
+        self._started = True
+        if isinstance(target, Instance):
+            await target.load()
+            return
+        if target.settings.reload and self._reloader is None:
+            self._reloader = spawn(_reload.watch, target.settings.source_dir, self._reload, name="sf_asgi reload")
+        await target.start()
+
+    def _reload(self, paths: list[str]) -> None:
+        shown = ", ".join(os.path.relpath(path, self.settings.source_dir) for path in paths[:3])
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        logger.info("Reloading: %s%s changed; new instances import the new code", shown, more)
+        if self._pool is not None:
+            self._pool.retire_all()
 
     async def shutdown(self) -> None:
         self._watcher.close()
+        if self._reloader is not None:
+            self._reloader.cancel()
+            self._reloader = None
         if self._instance is not None:
             self._instance.close()
+        if self._pool is not None:
+            await self._pool.close()
         for handler in logger.handlers:  # the last system lines, still in stdout's buffer
             handler.flush()
 
@@ -119,7 +183,7 @@ class FunctionApp:
                     await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc}"})
                     return
                 except LoadError as exc:
-                    if not self.settings.reload:
+                    if self._settings is None or not self._settings.reload:
                         await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc.report()}"})
                         return
                     # The dev server stays up: requests get the error as a 502 until the file is fixed.
@@ -134,10 +198,14 @@ class FunctionApp:
         instance = self._instance
         if instance is None:
             try:
-                instance = self._get_instance()
+                target = self._configure()
             except ConfigError as exc:
                 await _send(send, platform_error(500, "ConfigError", str(exc)))
                 return
+            if isinstance(target, Pool):
+                await self._http_process(target, scope, receive, send)
+                return
+            instance = target
         body = await _read_body(scope, receive)
         if body is None:
             return  # the client left before its request was complete
@@ -160,20 +228,99 @@ class FunctionApp:
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
         finally:
             self._watcher.unwatch(watch)
+            watch.stop()
             request_id_var.reset(token)
-        if watch.listener is not None:
-            message = watch.listener
-            if message.done() and not message.cancelled() and message.result()["type"] == "http.disconnect":
-                # As on the platform, the invocation ran to its end; its response has nowhere to go.
-                logger.warning(
-                    "Client disconnected before invocation %s finished; its %d response was dropped",
-                    request_id,
-                    response.status,
-                )
-                return
-            message.cancel()
+        if watch.disconnected:
+            # As on the platform, the invocation ran to its end; its response has nowhere to go.
+            logger.warning(
+                "Client disconnected before invocation %s finished; its %d response was dropped",
+                request_id,
+                response.status,
+            )
+            return
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
+
+    async def _http_process(self, pool: Pool, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request for a process instance: the same mapping, the invocation crosses the wire."""
+        if not self._started:  # no lifespan (daphne, a host app that does not forward it): start here
+            self._started = True
+            if pool.settings.reload and self._reloader is None:
+                self._reloader = spawn(_reload.watch, pool.settings.source_dir, self._reload, name="sf_asgi reload")
+            pool.start_lazily()
+        body = await _read_body(scope, receive)
+        if body is None:
+            return
+        if isinstance(body, HTTPResponse):
+            await _send(send, body)
+            return
+        request_id, trace_id = new_request_ids()
+        token = request_id_var.set(request_id)
+        watch = _Watch(receive)
+        self._watcher.watch(watch)
+        try:
+            request = _event(scope, body, request_id, trace_id)
+            if isinstance(request, HTTPResponse):
+                response = request
+            else:
+                event, raw = request
+                payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
+                try:
+                    call = await pool.invoke(request_id, {"rid": request_id}, payload, watch.on_queue)
+                except QueueFull:
+                    response = _queue_full(pool.waiting, pool.settings.max_queue)
+                except ClientGone:
+                    logger.info("Client left while request %s waited for an instance", request_id)
+                    return
+                else:
+                    response = respond_call(call, request_id, raw)
+        except Exception:
+            logger.exception("sf_asgi failed to handle a request; please report this as a bug")
+            response = platform_error(500, "InternalError", "Internal error in sf_asgi")
+        finally:
+            self._watcher.unwatch(watch)
+            watch.stop()
+            request_id_var.reset(token)
+        if watch.disconnected:
+            logger.warning(
+                "Client disconnected before invocation %s finished; its %d response was dropped",
+                request_id,
+                response.status,
+            )
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def respond_call(call: Call, request_id: str, raw: bool) -> HTTPResponse:
+    """A process instance's outcome as the platform answers it (SPEC §4, §5, §6)."""
+    if call.failure is not None:
+        return call.failure
+    meta = call.meta
+    if not meta.get("ok"):
+        response = user_error_response(meta.get("error") or {"errorMessage": "", "errorType": "Exception"})
+        logger.error("Invocation %s failed: %s", request_id, response.body.decode("utf-8"))
+        return response
+    if "too_large" in meta:
+        size = int(meta["too_large"])
+        logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, size)
+        return platform_error(502, "ResponseTooLarge", f"Function response is {size} bytes, over the 3.5 MB limit")
+    text = call.payload.decode("utf-8")
+    if raw:
+        return raw_response(text)
+    try:
+        return render_result(text)
+    except MalformedResult as exc:
+        logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
+        return malformed_response(text)
+
+
+def _queue_full(waiting: int, max_queue: int) -> HTTPResponse:
+    return platform_error(
+        429,
+        "TooManyRequests",
+        f"All executors are overloaded: {waiting} requests are already waiting (SF_MAX_QUEUE={max_queue})",
+    )
 
 
 def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, bool] | HTTPResponse:
@@ -199,12 +346,7 @@ async def respond(
     try:
         result, text = await instance.invoke(event, request_id, context)
     except QueueFull:
-        return platform_error(
-            429,
-            "TooManyRequests",
-            f"All executors are overloaded: {instance.waiting} requests are already waiting "
-            f"(SF_MAX_QUEUE={instance.settings.max_queue})",
-        )
+        return _queue_full(instance.waiting, instance.settings.max_queue)
     except InvocationTimeout:
         return platform_error(504, "Timeout", f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)")
     except UserCodeError as exc:
@@ -224,17 +366,42 @@ async def respond(
 
 
 class _Watch:
-    __slots__ = ("listener", "receive", "since")
+    """Listens for the client leaving: at once for a queued request, after a while for a running one."""
+
+    __slots__ = ("disconnected", "receive", "scope", "since", "waiter")
 
     def __init__(self, receive: Receive) -> None:
         self.receive = receive
         self.since = time.monotonic()
-        self.listener: asyncio.Future[Any] | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.disconnected = False
+        self.waiter: Waiter | None = None
+
+    def listen(self) -> None:
+        if self.scope is None:
+            self.scope = spawn(self._listen, name="sf_asgi disconnect watch")
+
+    def on_queue(self, waiter: Waiter) -> None:
+        """A queued client counts against max_queue only while it is connected (SPEC §6)."""
+        self.waiter = waiter
+        self.listen()
+
+    async def _listen(self) -> None:
+        # The body has been read: what receive() gives now can only be the disconnect.
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+        if self.waiter is not None:
+            self.waiter.leave()
+
+    def stop(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 def _listen_if_slow(watch: _Watch, now: float) -> None:
-    if watch.listener is None and now - watch.since >= _WATCH_AFTER:
-        watch.listener = asyncio.ensure_future(watch.receive())
+    if watch.scope is None and now - watch.since >= _WATCH_AFTER:
+        watch.listen()
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | HTTPResponse | None:

@@ -26,6 +26,10 @@ METAVARS = {
     "max_queue": "N",
     "concurrency": "N",
     "workers": "N",
+    "isolation": "MODE",
+    "max_instances": "N",
+    "min_instances": "N",
+    "idle_timeout": "S",
 }
 
 
@@ -118,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sf_asgi:app",
         host=settings.host,
         port=settings.port,
-        reload=settings.reload,
-        reload_dirs=[os.path.abspath(settings.source_dir)] if settings.reload else None,
+        # Process instances reload themselves, without restarting the server; thread mode needs uvicorn's.
+        reload=settings.reload and settings.isolation == "thread",
+        reload_dirs=[os.path.abspath(settings.source_dir)]
+        if settings.reload and settings.isolation == "thread"
+        else None,
         workers=settings.workers if settings.workers > 1 else None,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,

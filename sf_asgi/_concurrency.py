@@ -16,6 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import anyio
+
+from ._background import spawn
+
 T = TypeVar("T")
 
 
@@ -146,31 +150,32 @@ class Sweeper(Generic[T]):
         self._tick = tick
         self._check = check
         self._items: dict[int, T] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None
 
     def watch(self, item: T) -> None:
         self._items[id(item)] = item
-        if self._task is None:
-            self._task = running_loop().create_task(self._run())
+        if self._scope is None:
+            self._scope = spawn(self._run, name="sf_asgi sweeper")
 
     def unwatch(self, item: T) -> None:
         self._items.pop(id(item), None)
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
 
     async def _run(self) -> None:
+        scope = self._scope
         try:
             while self._items:
-                await asyncio.sleep(self._tick)
+                await anyio.sleep(self._tick)
                 now = time.monotonic()
                 for item in list(self._items.values()):
                     self._check(item, now)
         finally:  # however it ends (nothing in flight, cancelled, its loop closed), the next watch starts anew
-            if self._task is current_task():
-                self._task = None
+            if self._scope is scope:
+                self._scope = None
 
 
 class Reaper(Sweeper[Deadline]):

@@ -48,6 +48,22 @@ class Settings:
     concurrency: int = dataclasses.field(
         default=1, metadata={"help": "invocations of one instance that may overlap (the platform runs 1 for Python)"}
     )
+    isolation: str = dataclasses.field(
+        default="process",
+        metadata={
+            "help": "process: each instance is a child process, killed at its timeout or memory limit; "
+            "thread: one instance inside the server process (always so for a callable handler)"
+        },
+    )
+    max_instances: int = dataclasses.field(
+        default=10, metadata={"help": "the most instances at once (process isolation; the platform's quota is 10)"}
+    )
+    min_instances: int = dataclasses.field(
+        default=1, metadata={"help": "instances started with the server and always kept (process isolation)"}
+    )
+    idle_timeout: float = dataclasses.field(
+        default=60.0, metadata={"help": "seconds an instance above min-instances may sit idle before it stops"}
+    )
     log_format: str = dataclasses.field(default="text", metadata={"help": "sf_asgi's own log lines: text or json"})
     log_level: str = dataclasses.field(
         default="info", metadata={"help": "sf_asgi's own log level; warning hides the START/END/REPORT lines"}
@@ -94,6 +110,17 @@ class Settings:
         for name in ("memory_limit_mb", "concurrency", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be 1 or more, got {getattr(self, name)}")
+        if self.isolation not in ("process", "thread"):
+            raise ConfigError(f"{env_name('isolation')} must be 'process' or 'thread', got {self.isolation!r}")
+        if self.max_instances < 1:
+            raise ConfigError(f"{env_name('max_instances')} must be 1 or more, got {self.max_instances}")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ConfigError(
+                f"{env_name('min_instances')} must be from 0 to {env_name('max_instances')} "
+                f"({self.max_instances}), got {self.min_instances}"
+            )
+        if self.idle_timeout <= 0:
+            raise ConfigError(f"{env_name('idle_timeout')} must be more than 0 seconds, got {self.idle_timeout:g}")
         if self.max_queue < 0:
             raise ConfigError(f"{env_name('max_queue')} must be 0 (no cap) or more, got {self.max_queue}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):

@@ -158,14 +158,14 @@ class JsonFormatter(_OwnFormatter):
 
     def system_lines(self, messages: tuple[str, ...]) -> str:
         request_id = request_id_var.get()
-        return "".join(self._line("INFO", message, request_id) + "\n" for message in messages)
+        return "".join(self.line("INFO", message, request_id) + "\n" for message in messages)
 
     def format(self, record: logging.LogRecord) -> str:
         stack = self.formatException(record.exc_info) if record.exc_info else None
-        return self._line(record.levelname, record.getMessage(), getattr(record, "request_id", ""), stack)
+        return self.line(record.levelname, record.getMessage(), getattr(record, "request_id", ""), stack)
 
     @staticmethod
-    def _line(level: str, message: str, request_id: str, stack: str | None = None) -> str:
+    def line(level: str, message: str, request_id: str, stack: str | None = None) -> str:
         entry = {"level": _LEVELS.get(level, level), "msg": message, "request_id": request_id}
         if stack is not None:
             entry["stack"] = stack

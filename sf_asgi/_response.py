@@ -329,7 +329,12 @@ def error_body(exc: BaseException) -> ErrorBody:
 
 def error_response(exc: BaseException) -> HTTPResponse:
     """The platform's 502 for an exception in user code (SPEC §5)."""
-    return _error(502, dict(error_body(exc)), (b"x-function-error", b"true"))
+    return user_error_response(error_body(exc))
+
+
+def user_error_response(body: ErrorBody | dict[str, Any]) -> HTTPResponse:
+    """The platform's 502 for an error in user code, from its `{errorMessage, errorType, stackTrace}`."""
+    return _error(502, dict(body), (b"x-function-error", b"true"))
 
 
 def raw_response(text: str) -> HTTPResponse:

@@ -55,9 +55,24 @@ def write_function(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+class _Client(httpx.AsyncClient):
+    """An in-process client that shuts the app down when the block ends, so no instance outlives a test."""
+
+    def __init__(self, app: Any, client_addr: tuple[str, int]) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app, client=client_addr), base_url="http://testserver")
+        self.app = app
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            if isinstance(self.app, FunctionApp):
+                await self.app.shutdown()
+        finally:
+            await super().__aexit__(*exc_info)
+
+
 def client(app: Any, client_addr: tuple[str, int] = ("127.0.0.1", 40000)) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=client_addr)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    """An httpx client that talks to `app` in this process; no lifespan, as for a mount that does not forward it."""
+    return _Client(app, client_addr)
 
 
 def echo_app(**settings: Any) -> FunctionApp:

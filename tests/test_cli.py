@@ -258,7 +258,7 @@ def _instances(url: str) -> dict[str, str]:
 
 def test_workers_are_instances_of_their_own(tmp_path: Path) -> None:
     (tmp_path / "index.py").write_text(WHO)
-    with sf_asgi_cli(tmp_path, ["index.handler", "--workers", "2"]) as srv:
+    with sf_asgi_cli(tmp_path, ["index.handler", "--workers", "2", "--max-instances", "1"]) as srv:
         seen = _instances(srv.url)
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(15) == 0
@@ -273,7 +273,8 @@ def test_gunicorn_with_uvicorns_worker_class(tmp_path: Path) -> None:
         sys.executable, "-m", "gunicorn", "sf_asgi:app", "-k", "uvicorn.workers.UvicornWorker",
         "-w", "2", "-b", f"127.0.0.1:{port}",
     ]  # fmt: skip
-    with serve(cmd, tmp_path, {"SF_HANDLER": "index.handler"}, port, tmp_path / "gunicorn.log") as srv:
+    env = {"SF_HANDLER": "index.handler", "SF_MAX_INSTANCES": "1"}  # one instance in each worker's pool
+    with serve(cmd, tmp_path, env, port, tmp_path / "gunicorn.log") as srv:
         seen = _instances(f"http://127.0.0.1:{port}")
         log = srv.log
     assert len(seen) == 2, log

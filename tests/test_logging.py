@@ -29,6 +29,15 @@ def sf_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "sf_asgi" and r.levelno == logging.INFO]
 
 
+def system_lines(isolation: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """START/END/REPORT: records of sf_asgi's logger in a thread instance, stdout lines from a process one."""
+    if isolation == "thread":
+        lines = sf_lines(caplog)
+    else:
+        lines = capsys.readouterr().out.splitlines()
+    return [line for line in lines if line.startswith(("START ", "END ", "REPORT "))]
+
+
 @pytest.mark.parametrize(
     ("duration", "billed"), [(0.001, 100), (99.9, 100), (100.0, 100), (100.001, 200), (236.606, 300), (1000.0, 1000)]
 )
@@ -54,7 +63,13 @@ def test_max_memory_is_read_at_most_once_a_millisecond(monkeypatch: pytest.Monke
 
 
 @pytest.mark.anyio
-async def test_start_end_report_lines(write_function: Callable[..., Path], caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+async def test_start_end_report_lines(
+    write_function: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    isolation: str,
+) -> None:
     caplog.set_level(logging.INFO, logger="sf_asgi")
     folder = write_function(
         """
@@ -65,10 +80,13 @@ async def test_start_end_report_lines(write_function: Callable[..., Path], caplo
             return {"body": context.request_id}
         """
     )
-    app = FunctionApp("index.handler", source_dir=str(folder), function_version="v42", memory_limit_mb=256)
+    app = FunctionApp(
+        "index.handler", source_dir=str(folder), function_version="v42", memory_limit_mb=256, isolation=isolation
+    )
     async with client(app) as http:
         ids = [(await http.get("/")).text for _ in range(2)]
-    lines = sf_lines(caplog)
+    await app.shutdown()
+    lines = system_lines(isolation, caplog, capsys)
     assert lines[0] == f"START RequestID: {ids[0]} Version: v42"
     assert lines[1] == f"END RequestID: {ids[0]}"
     assert lines[3] == f"START RequestID: {ids[1]} Version: v42"
@@ -91,17 +109,22 @@ async def test_start_end_report_lines(write_function: Callable[..., Path], caplo
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("isolation", ["process", "thread"])
 async def test_init_duration_of_a_lifespan_cold_start_goes_with_the_first_report(
-    write_function: Callable[..., Path], caplog: pytest.LogCaptureFixture
+    write_function: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    isolation: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="sf_asgi")
     folder = write_function("import time\ntime.sleep(0.05)\ndef handler(e, c):\n    return None\n")
-    app = FunctionApp("index.handler", source_dir=str(folder))
+    app = FunctionApp("index.handler", source_dir=str(folder), isolation=isolation)
     await app.startup()
     async with client(app) as http:
         await http.get("/")
         await http.get("/")
-    reports = [REPORT.match(line) for line in sf_lines(caplog) if line.startswith("REPORT")]
+    await app.shutdown()
+    reports = [REPORT.match(line) for line in system_lines(isolation, caplog, capsys) if line.startswith("REPORT")]
     assert [r["init"] is not None for r in reports if r] == [True, False]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import pickle
 import textwrap
 from pathlib import Path
@@ -214,14 +215,13 @@ async def test_ainvoke_in_async_tests(anyio_backend: str) -> None:
         invoke(echo)
 
 
-def test_client_runs_the_cold_start_and_raw_integration(tmp_path: Path) -> None:
+def test_client_runs_the_cold_start_and_raw_integration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sf_asgi")
     (tmp_path / "index.py").write_text(
         "COLD = []\nCOLD.append(1)\ndef handler(event, context):\n    return {'got': event, 'cold': len(COLD)}\n"
     )
     with Client("index.handler", source_dir=str(tmp_path)) as client:
-        import sys
-
-        assert sys.modules["index"].COLD == [1]  # imported on entering, before any request
+        assert "Instance 1" in caplog.text  # started on entering, before any request
         raw = client.post("/?integration=raw", json={"a": 1})
     assert raw.status_code == 200
     assert raw.json() == {"got": {"a": 1}, "cold": 1}

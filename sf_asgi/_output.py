@@ -1,0 +1,75 @@
+"""The server's stdout as the function's log: what instances print, and the system lines (SPEC §6).
+
+Each process instance's output arrives on a pipe of its own and is written here whole
+lines at a time, by the one thread that runs the front, so lines from different
+instances never mix within a line. The system lines the front writes itself (START,
+and END/REPORT of an invocation whose instance was killed) use the instance's format,
+not the host's logging, so they look the same whoever configured logging first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from ._logging import JsonFormatter
+
+# A line longer than this is written in pieces rather than held in memory [choice].
+LINE_LIMIT = 1024 * 1024
+
+
+class Output:
+    def __init__(self, log_format: str, log_level: str) -> None:
+        self._json = log_format == "json"
+        self.system_lines_on = log_level.lower() in ("debug", "info")
+
+    def system_lines(self, request_id: str, *messages: str, flush: bool = False) -> None:
+        """Written to the buffer unless `flush`: the instance's own output that follows flushes it."""
+        if self.system_lines_on:
+            self._write(format_system_lines(self._json, request_id, messages), flush)
+
+    def lines(self, data: bytes) -> None:
+        """Whole lines an instance wrote (bytes that are not UTF-8 are replaced, not dropped)."""
+        self._write(data.decode("utf-8", "replace"), True)
+
+    @staticmethod
+    def _write(text: str, flush: bool) -> None:
+        stream = sys.stdout
+        with contextlib.suppress(Exception):  # no stdout (a closed pipe, a daemon): the log is lost, not the server
+            stream.write(text)
+            if flush:
+                stream.flush()
+
+
+def format_system_lines(json: bool, request_id: str, messages: tuple[str, ...]) -> str:
+    """System lines as sf_asgi's formatters write them, each ending in a newline."""
+    if json:
+        return "".join(JsonFormatter.line("INFO", message, request_id) + "\n" for message in messages)
+    return "\n".join(messages) + "\n"
+
+
+class LineRelay:
+    """Cuts an instance's output into whole lines; what follows the last newline waits for more."""
+
+    __slots__ = ("_output", "_tail")
+
+    def __init__(self, output: Output) -> None:
+        self._output = output
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            self._output.lines(data[:cut])
+            data = data[cut:]
+        if len(data) > LINE_LIMIT:
+            self._output.lines(data + b"\n")
+            data = b""
+        self._tail = data
+
+    def close(self) -> None:
+        """The instance is gone: a last line without its newline still gets one."""
+        if self._tail:
+            self._output.lines(self._tail + b"\n")
+            self._tail = b""

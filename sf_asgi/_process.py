@@ -1,0 +1,290 @@
+"""One process instance, seen from the front: start it, hand it invocations, read what it says, kill it.
+
+The pool (`_pool.py`) decides which instance runs what and when one is killed; this
+module only runs the child (`_runtime.py`) and turns what happens to it into outcomes:
+a result frame, or a platform error when the instance is killed or dies (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import site
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from . import _wire
+from ._background import spawn
+from ._config import ENV_PREFIX, Settings
+from ._logging import billed_ms
+from ._output import LineRelay, Output
+from ._response import HTTPResponse, platform_error, user_error_response
+
+# The platform gives an idle instance 50 ms between SIGTERM and SIGKILL.
+STOP_GRACE = 0.05
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Call:
+    """One invocation on its way through an instance; `done` is set once it has its outcome."""
+
+    __slots__ = ("deadline", "done", "failure", "id", "meta", "payload", "request_id", "started")
+
+    def __init__(self, request_id: str, started: float, timeout: float) -> None:
+        self.id = 0
+        self.request_id = request_id
+        self.started = started  # time.monotonic() when its clock started (SPEC §6: cold start included)
+        self.deadline = started + timeout if timeout else float("inf")
+        self.done = anyio.Event()
+        self.meta: _wire.Meta = {}
+        self.payload = b""
+        self.failure: HTTPResponse | None = None
+
+    def fail(self, response: HTTPResponse) -> None:
+        if not self.done.is_set():
+            self.failure = response
+            self.done.set()
+
+
+class ProcessInstance:
+    def __init__(self, number: int, settings: Settings, output: Output, on_exit: Callable[[ProcessInstance], None]):
+        self.number = number
+        self.settings = settings
+        self._output = output
+        self._on_exit = on_exit
+        self.process: Process | None = None
+        self.ready = anyio.Event()  # set once it is READY, failed to load, or is gone
+        self.loaded = False
+        self.load_error: HTTPResponse | None = None
+        self.load_report = ""  # the LoadError's report, for the startup failure
+        self.reserved = 0  # slots taken by the pool: invocations running, starting or about to be sent
+        self.replaces = 0  # the number of the instance this one replaced, for the log
+        self.init_ms = 0.0
+        self.calls: dict[int, Call] = {}
+        self.retiring = False  # finish what runs, take nothing new, then stop
+        self.dead = False
+        self.stopping = False  # stop() was called: its exit is no crash
+        self.idle_since = time.monotonic()
+        self.kill_reason: str | None = None  # why the front killed it, for the log
+        self.peak_mb = 0  # its peak RSS when it was killed, for the REPORT the front writes
+        self._kill_response: Callable[[Call], HTTPResponse] | None = None
+        self._killed: list[Call] = []
+        self._sent: set[int] = set()  # calls whose START was written: they get their END
+        self._next_id = 0
+        self._logs_done = anyio.Event()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+    @property
+    def busy(self) -> int:
+        return len(self.calls)
+
+    @property
+    def usable(self) -> bool:
+        return self.loaded and not self.dead and not self.retiring
+
+    async def start(self) -> None:
+        """Spawn the child; its readers run in the background. Wait on `ready` for its cold start."""
+        settings = dataclasses.replace(
+            self.settings,
+            source_dir=os.path.abspath(self.settings.source_dir),
+            env_file=os.path.abspath(self.settings.env_file) if self.settings.env_file else "",
+        )
+        command = [
+            sys.executable,
+            "-P",  # the function's folder, not the server's, is where imports start
+            "-m",
+            "sf_asgi._runtime",
+            json.dumps(dataclasses.asdict(settings)),
+            str(os.getpid()),
+        ]
+        self.process = await anyio.open_process(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=settings.source_dir,  # as on the platform, code runs from its own folder [choice]
+            env=_child_env(),
+            # Its own session: a signal to the server's process group (Ctrl+C, `kill -- -PGID`) is the
+            # server's to handle; instances stop when the front says, or with the server (PDEATHSIG).
+            start_new_session=True,
+        )
+        spawn(self._relay, name=f"sf_asgi instance {self.number} output")
+        spawn(self._read, name=f"sf_asgi instance {self.number}")
+
+    def attach(self, call: Call) -> None:
+        """From now on the call fails with the instance: killed, crashed or failed to load."""
+        self._next_id += 1
+        call.id = self._next_id
+        self.calls[call.id] = call
+
+    def detach(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+
+    async def send(self, call: Call, meta: _wire.Meta, payload: bytes) -> None:
+        """Hand an attached invocation to the instance; its outcome arrives on `call`."""
+        meta["id"] = call.id
+        self._sent.add(call.id)
+        assert self.process is not None and self.process.stdin is not None
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self.process.stdin.send(_wire.encode(meta, payload))  # if it died, the reader fails the call
+
+    def kill(self, reason: str, response: Callable[[Call], HTTPResponse]) -> None:
+        """Terminate at once (no waiting for it); the calls it runs get `response(call)`."""
+        if self.dead or self.kill_reason is not None:
+            return
+        self.kill_reason = reason
+        self._kill_response = response
+        self._killed = list(self.calls.values())  # their END and REPORT are written once its output has ended
+        self.peak_mb = peak_rss_mb(self.pid)  # what REPORT says it used, read before it is gone
+        for call in self.calls.values():
+            call.fail(response(call))
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        """Stop an idle instance as the platform does: SIGTERM, then SIGKILL 50 ms later."""
+        if self.process is not None and self.process.returncode is None and not self.stopping:
+            self.stopping = True
+            self.process.terminate()
+            spawn(self._kill_later, name=f"sf_asgi stop instance {self.number}")
+
+    async def _kill_later(self) -> None:
+        await anyio.sleep(STOP_GRACE)
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+    async def _relay(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        relay = LineRelay(self._output)
+        try:
+            async for chunk in self.process.stderr:
+                relay.feed(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            relay.close()
+            self._logs_done.set()
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        stream = BufferedByteReceiveStream(self.process.stdout)
+        try:
+            while True:
+                meta, payload = await _wire.receive_frame(stream)
+                op = meta.get("op")
+                if op == _wire.RESULT:
+                    self._sent.discard(meta.get("id", 0))
+                    call = self.calls.pop(meta.get("id", 0), None)
+                    if call is not None and not call.done.is_set():
+                        call.meta, call.payload = meta, payload
+                        call.done.set()
+                elif op == _wire.READY:
+                    self.init_ms = float(meta.get("init_ms", 0.0))
+                    self.loaded = True
+                    self.ready.set()
+                elif op == _wire.LOAD_ERROR:
+                    self.load_error = _load_error(meta)
+                    self.load_report = str(meta.get("report", ""))
+                    self.ready.set()
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        except _wire.WireError:  # something else wrote on the frame pipe: the instance cannot be trusted
+            self.process.kill()
+        with anyio.CancelScope(shield=True):
+            code = await self.process.wait()
+            await self._logs_done.wait()
+            await self.process.aclose()  # its pipes, now that both readers are done
+        self._exited(code)
+
+    def _exited(self, code: int) -> None:
+        self.dead = True
+        if self.kill_reason is not None:
+            for call in self._killed:
+                if call.request_id and call.id in self._sent:
+                    self._log_killed(call)
+        else:
+            how = describe_exit(code)
+            for call in self.calls.values():
+                call.fail(
+                    platform_error(
+                        502,
+                        "InstanceCrashed",
+                        f"The function's instance {how} during the invocation; it was replaced",
+                    )
+                )
+        self.calls.clear()
+        self.ready.set()
+        self._on_exit(self)
+
+    def _log_killed(self, call: Call) -> None:
+        """END and REPORT for an invocation whose instance was killed: it bills up to the kill (SPEC §6)."""
+        duration = min(time.monotonic(), call.deadline) - call.started
+        duration_ms = max(0.0, duration * 1000)
+        self._output.system_lines(
+            call.request_id,
+            f"END RequestID: {call.request_id}",
+            f"REPORT RequestID: {call.request_id} Duration: {duration_ms:.3f} ms "
+            f"Billed Duration: {billed_ms(duration_ms)} ms Memory Size: {self.settings.memory_limit_mb} MB "
+            f"Max Memory Used: {self.peak_mb} MB",
+            flush=True,
+        )
+
+
+def _load_error(meta: _wire.Meta) -> HTTPResponse:
+    return user_error_response(meta.get("error") or {"errorMessage": "import failed", "errorType": "ImportError"})
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} ({-code})"
+    return f"exited with code {code}"
+
+
+def _child_env() -> dict[str, str]:
+    """The server's environment without sf_asgi's own settings (the function sees its own, SPEC §8)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+    # sf_asgi itself must import in the child, also when it runs from a checkout that is not installed.
+    if _PACKAGE_PARENT not in site.getsitepackages():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_mb(pid: int) -> int | None:
+    """A process's resident memory now, in MB (None where /proc does not tell)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as file:
+            return int(file.read().split()[1]) * _PAGE // (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_mb(pid: int) -> int:
+    """A process's peak resident memory (VmHWM), in MB; 0 where /proc does not tell."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as file:
+            for line in file:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
