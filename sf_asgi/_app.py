@@ -10,10 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-
 from . import _reload
-from ._background import library, spawn
+from ._background import Task, library, spawn
 from ._concurrency import InvocationTimeout, QueueFull, Sweeper
 from ._config import ConfigError, Settings
 from ._context import Context
@@ -69,7 +67,7 @@ class FunctionApp:
         self._pool: Pool | None = None
         self._settings: Settings | None = None
         self._started = False
-        self._reloader: anyio.CancelScope | None = None
+        self._reloader: Task | None = None
         # Listening for a client that leaves starts only once an invocation has run for a
         # while: a listener task per request would cost more than the rest of the request path.
         self._watcher: Sweeper[_Watch] = Sweeper(_WATCH_AFTER, _listen_if_slow)
@@ -373,7 +371,7 @@ class _Watch:
     def __init__(self, receive: Receive) -> None:
         self.receive = receive
         self.since = time.monotonic()
-        self.scope: anyio.CancelScope | None = None
+        self.scope: Task | None = None
         self.disconnected = False
         self.waiter: Waiter | None = None
 

@@ -5,8 +5,8 @@ an instance lives, whichever request started it, and also where no lifespan runs
 (daphne, a host app that does not forward it): so they cannot live in a task group of
 a request or of the lifespan. anyio has no detached task, so this is the one place
 that asks which library runs the loop: asyncio's `create_task`, trio's system tasks.
-Every task runs in an anyio `CancelScope`, so the rest of sf_asgi stops one the same
-way on both, and a task never lets an exception escape into the server's loop.
+`Task.cancel()` stops one the same way on both, and a task never lets an exception
+escape into the server's loop.
 """
 
 from __future__ import annotations
@@ -33,14 +33,30 @@ def library() -> str:
         return "asyncio"
 
 
-def spawn(fn: Callable[..., Awaitable[Any]], *args: Any, name: str = "sf_asgi") -> anyio.CancelScope:
-    """Start `fn(*args)` in the background; cancel it with the returned scope's `cancel()`."""
-    scope = anyio.CancelScope()
+class Task:
+    """A background task: `cancel()` stops it, from any task of the same loop."""
+
+    __slots__ = ("_asyncio", "_scope")
+
+    def __init__(self, scope: anyio.CancelScope | None, task: asyncio.Task[None] | None) -> None:
+        self._scope = scope
+        self._asyncio = task
+
+    def cancel(self) -> None:
+        # Plain Task.cancel() on asyncio: anyio's cancel() inspects the calling task, which fails where
+        # the server's tasks are not asyncio Tasks (granian's --task-impl rust).
+        if self._asyncio is not None:
+            self._asyncio.cancel()
+        elif self._scope is not None:
+            self._scope.cancel()
+
+
+def spawn(fn: Callable[..., Awaitable[Any]], *args: Any, name: str = "sf_asgi") -> Task:
+    """Start `fn(*args)` in the background, outside any request's context."""
 
     async def run() -> None:
         try:
-            with scope:
-                await fn(*args)
+            await fn(*args)
         except Exception:  # a bug of sf_asgi's: logged, never a crash of the server's loop
             logger.exception("sf_asgi background task %s failed; please report this as a bug", name)
 
@@ -49,9 +65,15 @@ def spawn(fn: Callable[..., Awaitable[Any]], *args: Any, name: str = "sf_asgi") 
     if library() == "trio":
         import trio
 
-        trio.lowlevel.spawn_system_task(run, name=name, context=context)
-    else:
-        task = asyncio.get_running_loop().create_task(run(), name=name, context=context)
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-    return scope
+        scope = anyio.CancelScope()
+
+        async def in_scope() -> None:
+            with scope:
+                await run()
+
+        trio.lowlevel.spawn_system_task(in_scope, name=name, context=context)
+        return Task(scope, None)
+    task = asyncio.get_running_loop().create_task(run(), name=name, context=context)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return Task(None, task)

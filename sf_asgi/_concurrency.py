@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from ._background import spawn
+from ._background import Task, spawn
 
 T = TypeVar("T")
 
@@ -150,7 +150,7 @@ class Sweeper(Generic[T]):
         self._tick = tick
         self._check = check
         self._items: dict[int, T] = {}
-        self._scope: anyio.CancelScope | None = None
+        self._scope: Task | None = None
 
     def watch(self, item: T) -> None:
         self._items[id(item)] = item

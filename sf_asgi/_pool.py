@@ -20,7 +20,7 @@ from collections.abc import Callable
 import anyio
 
 from . import _wire
-from ._background import spawn
+from ._background import Task, spawn
 from ._concurrency import QueueFull
 from ._config import Settings
 from ._loader import LoadError
@@ -62,7 +62,7 @@ class Pool:
         self._waiters: deque[Waiter] = deque()
         self._numbers = itertools.count(1)
         self._closing = False
-        self._watchdog: anyio.CancelScope | None = None
+        self._watchdog: Task | None = None
         self._wake = anyio.Event()
         self._resting = False  # the watchdog sleeps its long tick: a new invocation wakes it
         self._max_instances = max(settings.max_instances, settings.min_instances)
