@@ -92,9 +92,22 @@ class Pool:
                 report = instance.load_report or (error or {}).get("errorMessage") or "the instance did not start"
                 if call.failure is not None and call.failure.error is not None:
                     report = f"the cold start took longer than the timeout: {call.failure.error['errorMessage']}"
-                await self.close()
+                await self._startup_failed(started)
                 raise LoadError(report)
         self._dispatch()
+
+    async def _startup_failed(self, started: list[ProcessInstance]) -> None:
+        """The pool stays usable (requests retry the import, SPEC §5), but nothing of it outlives a server
+        that now exits: the instances are gone and the watchdog stops until a request needs it again."""
+        for instance in started:
+            if not instance.dead:
+                instance.kill("startup failed", _shutdown_error)
+        with anyio.move_on_after(2):
+            while any(not instance.dead for instance in started):
+                await anyio.sleep(0.01)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def start_lazily(self) -> None:
         """No lifespan ran: only the watchdog starts now; the first request starts the first instance."""
@@ -108,6 +121,8 @@ class Pool:
 
         Raises QueueFull when `max_queue` clients already wait, ClientGone when this one left while waiting.
         """
+        if self._watchdog is None:
+            self.start_lazily()
         instance = self._take()
         clock = queued = time.monotonic()
         if instance is None:

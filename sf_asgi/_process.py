@@ -93,7 +93,7 @@ class ProcessInstance:
 
     @property
     def usable(self) -> bool:
-        return self.loaded and not self.dead and not self.retiring
+        return self.loaded and not self.dead and not self.retiring and self.kill_reason is None
 
     async def start(self) -> None:
         """Spawn the child; its readers run in the background. Wait on `ready` for its cold start."""
@@ -211,20 +211,16 @@ class ProcessInstance:
 
     def _exited(self, code: int) -> None:
         self.dead = True
-        if self.kill_reason is not None:
-            for call in self._killed:
-                if call.request_id and call.id in self._sent:
-                    self._log_killed(call)
-        else:
-            how = describe_exit(code)
-            for call in self.calls.values():
-                call.fail(
-                    platform_error(
-                        502,
-                        "InstanceCrashed",
-                        f"The function's instance {how} during the invocation; it was replaced",
-                    )
-                )
+        for call in self._killed:
+            if call.request_id and call.id in self._sent:
+                self._log_killed(call)
+        # Whatever it still had (all of it, if it crashed) fails with it: no call waits for a dead instance.
+        how = describe_exit(code)
+        crashed = platform_error(
+            502, "InstanceCrashed", f"The function's instance {how} during the invocation; it was replaced"
+        )
+        for call in self.calls.values():
+            call.fail(crashed)
         self.calls.clear()
         self.ready.set()
         self._on_exit(self)

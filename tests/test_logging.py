@@ -31,10 +31,7 @@ def sf_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def system_lines(isolation: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> list[str]:
     """START/END/REPORT: records of sf_asgi's logger in a thread instance, stdout lines from a process one."""
-    if isolation == "thread":
-        lines = sf_lines(caplog)
-    else:
-        lines = capsys.readouterr().out.splitlines()
+    lines = sf_lines(caplog) if isolation == "thread" else capsys.readouterr().out.splitlines()
     return [line for line in lines if line.startswith(("START ", "END ", "REPORT "))]
 
 

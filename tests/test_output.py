@@ -63,7 +63,8 @@ def test_system_lines_in_both_formats(capsys: pytest.CaptureFixture[str], log_fo
     Output(log_format, "info").system_lines("rid-1", "START RequestID: rid-1 Version: $latest", flush=True)
     out = capsys.readouterr().out
     if json_lines:
-        assert json.loads(out) == {"level": "INFO", "msg": "START RequestID: rid-1 Version: $latest", "request_id": "rid-1"}
+        line = {"level": "INFO", "msg": "START RequestID: rid-1 Version: $latest", "request_id": "rid-1"}
+        assert json.loads(out) == line
     else:
         assert out == "START RequestID: rid-1 Version: $latest\n"
 

@@ -33,7 +33,9 @@ def test_snapshot_sees_code_and_data_but_not_caches(tmp_path: Path) -> None:
         ({"a": 1, "b": 1}, {"b": 1}, ["a"]),
     ],
 )
-def test_changed_lists_added_removed_and_modified(before: dict[str, int], after: dict[str, int], edits: list[str]) -> None:
+def test_changed_lists_added_removed_and_modified(
+    before: dict[str, int], after: dict[str, int], edits: list[str]
+) -> None:
     assert _reload.changed(before, after) == edits
 
 
