@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -141,6 +142,11 @@ class FunctionApp:
         if self._pool is not None:
             self._pool.retire_all()
 
+    def kill_instances(self) -> None:
+        """Kill every process instance at once, without the event loop (a forced exit)."""
+        if self._pool is not None:
+            self._pool.kill_all()
+
     async def shutdown(self) -> None:
         self._watcher.close()
         if self._reloader is not None:
@@ -173,7 +179,13 @@ class FunctionApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # The server stops without a lifespan shutdown (uvicorn after a second signal): the
+                # instances go now, and the server's own teardown is not shown a traceback of ours.
+                self.kill_instances()
+                return
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
@@ -265,6 +277,11 @@ class FunctionApp:
                 payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
                 try:
                     call = await pool.invoke(request_id, {"rid": request_id}, payload, watch.on_queue)
+                except asyncio.CancelledError:  # the server's loop is torn down under it (a forced exit)
+                    response = platform_error(503, "ShuttingDown", "The server stopped before the invocation ended")
+                    with contextlib.suppress(Exception):
+                        await _send(send, response)
+                    return
                 except QueueFull:
                     response = _queue_full(pool.waiting, pool.settings.max_queue)
                 except ClientGone:

@@ -116,21 +116,34 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # The worker and reload processes read their settings from these variables.
     os.environ.update(settings.to_env())  # with SF_RELOAD, the app itself writes no stale .pyc
-    # uvicorn ends a graceful SIGTERM shutdown by re-raising the signal; here that is a clean exit.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "sf_asgi:app",
+    uvicorn_reload = settings.reload and settings.isolation == "thread"
+    options: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
-        # Process instances reload themselves, without restarting the server; thread mode needs uvicorn's.
-        reload=settings.reload and settings.isolation == "thread",
-        reload_dirs=[os.path.abspath(settings.source_dir)]
-        if settings.reload and settings.isolation == "thread"
-        else None,
-        workers=settings.workers if settings.workers > 1 else None,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
+    )
+    if settings.workers == 1 and not uvicorn_reload:
+        server = uvicorn.Server(uvicorn.Config("sf_asgi:app", **options))
+        # uvicorn re-raises the signals it caught once it has stopped; they are handled by now.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        server.run()
+        if server.force_exit:  # a second signal: uvicorn skipped the lifespan shutdown, requests were dropped
+            from . import app
+
+            app.kill_instances()
+            sys.exit(1)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        "sf_asgi:app",
+        # Process instances reload themselves, without restarting the server; thread mode needs uvicorn's.
+        reload=uvicorn_reload,
+        reload_dirs=[os.path.abspath(settings.source_dir)] if uvicorn_reload else None,
+        workers=settings.workers if settings.workers > 1 else None,
+        **options,
     )
 
 

@@ -11,8 +11,11 @@ answer at once, and a new instance replaces it when one is needed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -334,6 +337,12 @@ class Pool:
             instance.retiring = True
             if instance.reserved == 0:
                 instance.stop()
+
+    def kill_all(self) -> None:
+        for instance in self._instances:
+            if instance.process is not None and instance.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(instance.process.pid, signal.SIGKILL)
 
     async def close(self) -> None:
         """Stop every instance. Still busy means the server gave up waiting (a second signal): kill those."""

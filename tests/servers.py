@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -169,3 +169,57 @@ def _complete(data: bytes) -> bool:
         if line.lower().startswith(b"content-length:"):
             return len(body) >= int(line.split(b":", 1)[1])
     return False
+
+
+WORKER = "uvicorn.workers.UvicornWorker"
+
+
+def asgi_servers(port: int) -> dict[str, list[str]]:
+    """`sf_asgi:app` under every server the README names, listening on 127.0.0.1:`port`."""
+    python = sys.executable
+    bind = f"127.0.0.1:{port}"
+    granian = [python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    return {
+        "uvicorn-h11": [*UVICORN, "sf_asgi:app", "--http", "h11", "--host", "127.0.0.1", "--port", str(port)],
+        "uvicorn-httptools": [
+            *UVICORN,
+            "sf_asgi:app",
+            "--http",
+            "httptools",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "hypercorn-asyncio": [python, "-m", "hypercorn", "sf_asgi:app", "-b", bind],
+        "hypercorn-trio": [python, "-m", "hypercorn", "-k", "trio", "sf_asgi:app", "-b", bind],
+        "granian": [*granian, "sf_asgi:app"],
+        "granian-rust-tasks": [*granian, "--task-impl", "rust", "sf_asgi:app"],
+        "gunicorn-uvicorn-worker": [python, "-m", "gunicorn", "sf_asgi:app", "-w", "2", "-b", bind, "-k", WORKER],
+        "daphne": [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "sf_asgi:app"],
+    }
+
+
+def instance_pids(log: str) -> list[int]:
+    """The process ids of the instances a server's log says it started."""
+    import re
+
+    return [int(pid) for pid in re.findall(r"Instance \d+ \(pid (\d+)\) started", log)]
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, waiting for its parent to reap it, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
