@@ -66,8 +66,12 @@ def uvicorn_cmd(app: str) -> list[str]:
             "--log-level", "warning", "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
 
 
-def sf(handler: str) -> dict[str, str]:
-    return {"SF_HANDLER": f"functions.{handler}", "SF_SOURCE_DIR": str(APPS)}
+def sf(handler: str, **settings: str) -> dict[str, str]:
+    return {"SF_HANDLER": f"functions.{handler}", "SF_SOURCE_DIR": str(APPS), **settings}
+
+
+THREAD = {"SF_ISOLATION": "thread"}
+ONE = {"SF_MAX_INSTANCES": "1"}
 
 
 def scenarios() -> list[Scenario]:
@@ -76,13 +80,41 @@ def scenarios() -> list[Scenario]:
     return [
         Scenario("raw", "raw ASGI hello (the limit)", uvicorn_cmd("raw:app")),
         Scenario("starlette", "Starlette, one route", uvicorn_cmd("starlette_app:app")),
-        Scenario("sf_sync", "sf_asgi, sync hello", uvicorn_cmd("sf_asgi:app"), sf("hello")),
-        Scenario("sf_async", "sf_asgi, async hello", uvicorn_cmd("sf_asgi:app"), sf("hello_async")),
+        Scenario(
+            "sf_sync", "sf_asgi, sync hello, one process instance", uvicorn_cmd("sf_asgi:app"), sf("hello", **ONE)
+        ),
+        Scenario(
+            "sf_async",
+            "sf_asgi, async hello, one process instance",
+            uvicorn_cmd("sf_asgi:app"),
+            sf("hello_async", **ONE),
+        ),
+        Scenario(
+            "sf_sync_thread", "sf_asgi, sync hello, thread instance", uvicorn_cmd("sf_asgi:app"), sf("hello", **THREAD)
+        ),
+        Scenario(
+            "sf_async_thread",
+            "sf_asgi, async hello, thread instance",
+            uvicorn_cmd("sf_asgi:app"),
+            sf("hello_async", **THREAD),
+        ),
         Scenario(
             "sf_async_unbuffered",
-            "sf_asgi, async hello, PYTHONUNBUFFERED=1",
+            "sf_asgi, async hello, thread instance, PYTHONUNBUFFERED=1",
             uvicorn_cmd("sf_asgi:app"),
-            {**sf("hello_async"), "PYTHONUNBUFFERED": "1"},
+            {**sf("hello_async", **THREAD), "PYTHONUNBUFFERED": "1"},
+        ),
+        Scenario(
+            "sf_io_1",
+            "sf_asgi, handler waiting 50 ms on I/O, 1 instance",
+            uvicorn_cmd("sf_asgi:app"),
+            sf("wait_50ms", SF_MAX_INSTANCES="1"),
+        ),
+        Scenario(
+            "sf_io_8",
+            "sf_asgi, handler waiting 50 ms on I/O, up to 8 instances",
+            uvicorn_cmd("sf_asgi:app"),
+            sf("wait_50ms", SF_MAX_INSTANCES="8"),
         ),
         Scenario(
             "sf_echo_1k",

@@ -15,7 +15,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import sniffio
@@ -23,6 +23,61 @@ import sniffio
 logger = logging.getLogger("sf_asgi")
 
 _tasks: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
+
+
+class Event(Protocol):
+    """What sf_asgi needs of an event: asyncio's and trio's both have it."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> Any: ...
+
+
+class LoopEvent:
+    """asyncio's Event, bound to a known loop.
+
+    `asyncio.Event` (and `anyio.Event`, which also asks sniffio which library runs) looks
+    the running loop up at each wait, and on asyncio that lookup is a getpid() system
+    call: a few per request, costly where system calls are (sandboxes, gVisor).
+    """
+
+    __slots__ = ("_loop", "_set", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiters: list[asyncio.Future[None]] = []
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = self._loop.create_future()  # one per waiter: a cancelled one leaves the others waiting
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+def event_class() -> Callable[[], Event]:
+    """A maker of events for the running library, asked once (see `LoopEvent`)."""
+    if library() == "trio":
+        import trio
+
+        return trio.Event
+    loop = asyncio.get_running_loop()
+    return lambda: LoopEvent(loop)
 
 
 def library() -> str:

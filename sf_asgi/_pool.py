@@ -23,7 +23,7 @@ from collections.abc import Callable
 import anyio
 
 from . import _wire
-from ._background import Task, spawn
+from ._background import Event, Task, event_class, spawn
 from ._concurrency import QueueFull
 from ._config import Settings
 from ._loader import LoadError
@@ -44,8 +44,8 @@ class ClientGone(Exception):
 class Waiter:
     __slots__ = ("event", "gone", "instance", "new")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: Callable[[], Event]) -> None:
+        self.event = event()
         self.gone = False
         self.instance: ProcessInstance | None = None
         self.new = False
@@ -66,10 +66,16 @@ class Pool:
         self._numbers = itertools.count(1)
         self._closing = False
         self._watchdog: Task | None = None
-        self._wake = anyio.Event()
+        self._event: Callable[[], Event] | None = None  # the running library's Event class, once known
+        self._wake: Event | None = None
         self._resting = False  # the watchdog sleeps its long tick: a new invocation wakes it
         self._max_instances = max(settings.max_instances, settings.min_instances)
         self._version = settings.function_version
+
+    def new_event(self) -> Event:
+        if self._event is None:
+            self._event = event_class()
+        return self._event()
 
     @property
     def waiting(self) -> int:
@@ -81,10 +87,12 @@ class Pool:
 
     async def start(self) -> None:
         """Start `min_instances` and wait for their cold starts; LoadError if the code cannot be imported."""
+        self._event = None  # this loop's
         self._watchdog = spawn(self._watch, name="sf_asgi watchdog")
         started = [self._new_instance() for _ in range(self.settings.min_instances)]
         for instance in started:
-            call = Call("", time.monotonic(), self.settings.timeout)  # a cold start may take the timeout, no more
+            # A cold start may take the timeout, no more.
+            call = Call("", time.monotonic(), self.settings.timeout, self.new_event)
             instance.calls[0] = call
             await instance.ready.wait()
             instance.calls.pop(0, None)
@@ -115,6 +123,7 @@ class Pool:
     def start_lazily(self) -> None:
         """No lifespan ran: only the watchdog starts now; the first request starts the first instance."""
         if self._watchdog is None:
+            self._event = None  # this loop's
             self._watchdog = spawn(self._watch, name="sf_asgi watchdog")
 
     async def invoke(
@@ -134,18 +143,19 @@ class Pool:
             else:
                 if self.settings.max_queue and self.waiting >= self.settings.max_queue:
                     raise QueueFull
-                waiter = Waiter()
+                waiter = Waiter(self.new_event)
                 self._waiters.append(waiter)
-                on_queue(waiter)
+                if self.settings.max_queue:  # only the cap needs to know who is still connected
+                    on_queue(waiter)
                 await waiter.event.wait()
                 if waiter.gone:
                     raise ClientGone
                 assert waiter.instance is not None
                 instance = waiter.instance
                 clock = time.monotonic()  # the timeout counts from here, with the cold start of a new one
-        call = Call(request_id, clock, self.settings.timeout)
+        call = Call(request_id, clock, self.settings.timeout, self.new_event)
         instance.attach(call)
-        if self._resting:
+        if self._resting and self._wake is not None:
             self._wake.set()
         try:
             if not instance.loaded:
@@ -191,7 +201,7 @@ class Pool:
         return [i for i in self._instances if not i.dead and not i.retiring and i.kill_reason is None]
 
     def _new_instance(self, replaces: ProcessInstance | None = None) -> ProcessInstance:
-        instance = ProcessInstance(next(self._numbers), self.settings, self.output, self._exited)
+        instance = ProcessInstance(next(self._numbers), self.settings, self.output, self._exited, self.new_event)
         instance.reserved = 1  # for whoever asked for it
         instance.replaces = replaces.number if replaces is not None else 0
         self._instances.append(instance)
@@ -288,7 +298,7 @@ class Pool:
             if busy:
                 await anyio.sleep(_TICK)
             else:
-                self._wake = anyio.Event()
+                self._wake = self.new_event()
                 with anyio.move_on_after(min(_IDLE_TICK, self.settings.idle_timeout)):
                     await self._wake.wait()
 

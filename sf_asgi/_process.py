@@ -13,17 +13,15 @@ import json
 import os
 import signal
 import site
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
-from . import _wire
-from ._background import spawn
+from . import _pipes, _wire
+from ._background import Event, spawn
 from ._config import ENV_PREFIX, Settings
 from ._logging import billed_ms
 from ._output import LineRelay, Output
@@ -40,12 +38,12 @@ class Call:
 
     __slots__ = ("deadline", "done", "failure", "id", "meta", "payload", "request_id", "started")
 
-    def __init__(self, request_id: str, started: float, timeout: float) -> None:
+    def __init__(self, request_id: str, started: float, timeout: float, event: Callable[[], Event]) -> None:
         self.id = 0
         self.request_id = request_id
         self.started = started  # time.monotonic() when its clock started (SPEC §6: cold start included)
         self.deadline = started + timeout if timeout else float("inf")
-        self.done = anyio.Event()
+        self.done = event()
         self.meta: _wire.Meta = {}
         self.payload = b""
         self.failure: HTTPResponse | None = None
@@ -57,13 +55,20 @@ class Call:
 
 
 class ProcessInstance:
-    def __init__(self, number: int, settings: Settings, output: Output, on_exit: Callable[[ProcessInstance], None]):
+    def __init__(
+        self,
+        number: int,
+        settings: Settings,
+        output: Output,
+        on_exit: Callable[[ProcessInstance], None],
+        event: Callable[[], Event],
+    ) -> None:
         self.number = number
         self.settings = settings
         self._output = output
         self._on_exit = on_exit
         self.process: Process | None = None
-        self.ready = anyio.Event()  # set once it is READY, failed to load, or is gone
+        self.ready = event()  # set once it is READY, failed to load, or is gone
         self.loaded = False
         self.load_error: HTTPResponse | None = None
         self.load_report = ""  # the LoadError's report, for the startup failure
@@ -81,7 +86,10 @@ class ProcessInstance:
         self._killed: list[Call] = []
         self._sent: set[int] = set()  # calls whose START was written: they get their END
         self._next_id = 0
-        self._logs_done = anyio.Event()
+        self._logs_done = event()
+        self._frames_done = event()
+        self._buffer = _wire.FrameBuffer()
+        self._in = -1
 
     @property
     def pid(self) -> int:
@@ -110,19 +118,35 @@ class ProcessInstance:
             json.dumps(dataclasses.asdict(settings)),
             str(os.getpid()),
         ]
-        self.process = await anyio.open_process(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=settings.source_dir,  # as on the platform, code runs from its own folder [choice]
-            env=_child_env(),
-            # Its own session: a signal to the server's process group (Ctrl+C, `kill -- -PGID`) is the
-            # server's to handle; instances stop when the front says, or with the server (PDEATHSIG).
-            start_new_session=True,
-        )
-        spawn(self._relay, name=f"sf_asgi instance {self.number} output")
-        spawn(self._read, name=f"sf_asgi instance {self.number}")
+        # The pipes are made here, not by the subprocess module, so that the front owns its ends as
+        # plain descriptors (see _pipes.py): frames in, frames out, and the log (fds 1 and 2).
+        in_read, self._in = _pipes.pipe()
+        frames_read, frames_write = _pipes.pipe()
+        log_read, log_write = _pipes.pipe()
+        try:
+            self.process = await anyio.open_process(
+                command,
+                stdin=in_read,
+                stdout=frames_write,
+                stderr=log_write,
+                cwd=settings.source_dir,  # as on the platform, code runs from its own folder [choice]
+                env=_child_env(),
+                # Its own session: a signal to the server's process group (Ctrl+C, `kill -- -PGID`) is the
+                # server's to handle; instances stop when the front says, or with the server (PDEATHSIG).
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (self._in, frames_read, log_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_read, frames_write, log_write):
+                os.close(fd)
+        os.set_blocking(self._in, False)
+        self._relay = LineRelay(self._output)
+        self._log = _pipes.Reader(log_read, self._relay.feed, self._log_ended)
+        self._frames = _pipes.Reader(frames_read, self._on_frames, self._frames_ended)
+        spawn(self._wait, name=f"sf_asgi instance {self.number}")
 
     def attach(self, call: Call) -> None:
         """From now on the call fails with the instance: killed, crashed or failed to load."""
@@ -137,9 +161,8 @@ class ProcessInstance:
         """Hand an attached invocation to the instance; its outcome arrives on `call`."""
         meta["id"] = call.id
         self._sent.add(call.id)
-        assert self.process is not None and self.process.stdin is not None
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            await self.process.stdin.send(_wire.encode(meta, payload))  # if it died, the reader fails the call
+        with contextlib.suppress(OSError):  # it died: the reader sees its end and fails the call
+            await _pipes.write_all(self._in, _wire.encode(meta, payload))
 
     def kill(self, reason: str, response: Callable[[Call], HTTPResponse]) -> None:
         """Terminate at once (no waiting for it); the calls it runs get `response(call)`."""
@@ -166,47 +189,56 @@ class ProcessInstance:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
 
-    async def _relay(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        relay = LineRelay(self._output)
+    def _on_frames(self, chunk: bytes) -> None:
         try:
-            async for chunk in self.process.stderr:
-                relay.feed(chunk)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-        finally:
-            relay.close()
-            self._logs_done.set()
-
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        stream = BufferedByteReceiveStream(self.process.stdout)
-        try:
-            while True:
-                meta, payload = await _wire.receive_frame(stream)
-                op = meta.get("op")
-                if op == _wire.RESULT:
-                    self._sent.discard(meta.get("id", 0))
-                    call = self.calls.pop(meta.get("id", 0), None)
-                    if call is not None and not call.done.is_set():
-                        call.meta, call.payload = meta, payload
-                        call.done.set()
-                elif op == _wire.READY:
-                    self.init_ms = float(meta.get("init_ms", 0.0))
-                    self.loaded = True
-                    self.ready.set()
-                elif op == _wire.LOAD_ERROR:
-                    self.load_error = _load_error(meta)
-                    self.load_report = str(meta.get("report", ""))
-                    self.ready.set()
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            frames = self._buffer.feed(chunk)
         except _wire.WireError:  # something else wrote on the frame pipe: the instance cannot be trusted
-            self.process.kill()
+            if self.process is not None and self.process.returncode is None:
+                self.process.kill()
+            return
+        for meta, payload in frames:
+            op = meta.get("op")
+            if op == _wire.RESULT:
+                self._result(meta, payload)
+            elif op == _wire.READY:
+                self.init_ms = float(meta.get("init_ms", 0.0))
+                self.loaded = True
+                self.ready.set()
+            elif op == _wire.LOAD_ERROR:
+                self.load_error = _load_error(meta)
+                self.load_report = str(meta.get("report", ""))
+                self.ready.set()
+
+    def _result(self, meta: _wire.Meta, payload: bytes) -> None:
+        # What the handler printed went to the log pipe before this frame was written: it goes
+        # out first, then the END and REPORT that came with the frame (SPEC §6: in order).
+        self._log.read_now()
+        lines = meta.pop("log", None)
+        if lines:
+            self._output.text(lines)
+        self._sent.discard(meta.get("id", 0))
+        call = self.calls.pop(meta.get("id", 0), None)
+        if call is not None and not call.done.is_set():
+            call.meta, call.payload = meta, payload
+            call.done.set()
+
+    def _frames_ended(self) -> None:
+        self._frames_done.set()
+
+    def _log_ended(self) -> None:
+        self._relay.close()
+        self._logs_done.set()
+
+    async def _wait(self) -> None:
+        """Once both pipes have ended: the exit status, then what it means for the calls it had."""
+        assert self.process is not None
         with anyio.CancelScope(shield=True):
-            code = await self.process.wait()
+            await self._frames_done.wait()
             await self._logs_done.wait()
-            await self.process.aclose()  # its pipes, now that both readers are done
+            code = await self.process.wait()
+            with contextlib.suppress(OSError):
+                os.close(self._in)
+            await self.process.aclose()
         self._exited(code)
 
     def _exited(self, code: int) -> None:

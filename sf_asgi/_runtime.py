@@ -38,21 +38,38 @@ from ._types import Handler
 
 
 class Runtime:
-    def __init__(self, settings: Settings, frames_in: IO[bytes], frames_out: int, log_out: int) -> None:
+    def __init__(self, settings: Settings, frames_in: IO[bytes], frames_out: int) -> None:
         self.settings = settings
         self._in = frames_in
         self._out = frames_out
-        # The system lines go out on a copy of the log pipe: a handler that closes its stdout cannot lose them.
-        self._log = log_out
         self._json = settings.log_format == "json"
         self._system_lines = settings.log_level.lower() in ("debug", "info")
         self._write_lock = threading.Lock()
+        try:
+            self._status_fd: int | None = os.open("/proc/self/status", os.O_RDONLY)
+        except OSError:  # not Linux
+            self._status_fd = None
         self._started = time.time()
         self._init_ms: float | None = None
         self._report = (
             "REPORT RequestID: %s Duration: %.3f ms Billed Duration: %d ms "
             f"Memory Size: {settings.memory_limit_mb} MB Max Memory Used: %d MB Queuing Duration: %.3f ms"
         )
+
+    def _peak_mb(self, now: float) -> int:
+        """This instance's own peak RSS (VmHWM), in MB.
+
+        Not `getrusage`: Linux carries ru_maxrss over fork and exec, so a new instance would
+        start at the server's own peak. /proc/self/status is kept open: one pread per look.
+        """
+        if self._status_fd is None:
+            return max_memory_mb(now)
+        try:
+            status = os.pread(self._status_fd, 8192, 0)
+            start = status.index(b"VmHWM:") + 6
+            return int(status[start : status.index(b"kB", start)]) // 1024
+        except (OSError, ValueError):
+            return max_memory_mb(now)
 
     def send(self, meta: _wire.Meta, payload: bytes = b"") -> None:
         with self._write_lock:
@@ -105,7 +122,7 @@ class Runtime:
         if not reply["ok"]:
             reply["error"] = error_body(value)
         now = time.perf_counter()
-        reply["max_mb"] = max_memory_mb(now)
+        reply["max_mb"] = self._peak_mb(now)
         _flush_stdout()  # a partial line the handler printed comes before END
         if self._system_lines:
             queued = meta["queued_ms"]
@@ -114,9 +131,8 @@ class Runtime:
             init_ms, self._init_ms = self._init_ms, None
             if init_ms is not None:
                 report += f" Function Init Duration: {init_ms:.3f} ms"
-            with contextlib.suppress(OSError):
-                lines = (f"END RequestID: {meta['rid']}", report)
-                _write_all(self._log, format_system_lines(self._json, meta["rid"], lines).encode())
+            # With the result, not on the log pipe: one write less each way (the front keeps the order).
+            reply["log"] = format_system_lines(self._json, meta["rid"], (f"END RequestID: {meta['rid']}", report))
         self.send(reply, payload)
 
     # concurrency = 1: the platform's runtime.
@@ -200,7 +216,7 @@ def _die_with_parent(parent: int) -> None:
     # Elsewhere (and as a second line), an idle instance sees stdin end when the server goes.
 
 
-def _take_pipes() -> tuple[IO[bytes], int, int]:
+def _take_pipes() -> tuple[IO[bytes], int]:
     """Move the frame pipes off fds 0 and 1; fds 1 and 2 become the log pipe, stdin /dev/null."""
     frames_in = os.fdopen(os.dup(0), "rb")  # os.dup makes non-inheritable fds: no child process gets them
     frames_out = os.dup(1)
@@ -212,7 +228,7 @@ def _take_pipes() -> tuple[IO[bytes], int, int]:
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-    return frames_in, frames_out, os.dup(1)
+    return frames_in, frames_out
 
 
 def main() -> None:
@@ -220,9 +236,9 @@ def main() -> None:
     _die_with_parent(int(sys.argv[2]))
     # Ctrl+C in a terminal reaches the whole process group: the front decides when instances stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    frames_in, frames_out, log_out = _take_pipes()
+    frames_in, frames_out = _take_pipes()
     setup_logging(settings.log_format, settings.log_level)
-    runtime = Runtime(settings, frames_in, frames_out, log_out)
+    runtime = Runtime(settings, frames_in, frames_out)
     handler = runtime.load()
     if handler is None:
         return

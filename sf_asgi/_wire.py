@@ -16,8 +16,6 @@ import json
 import struct
 from typing import IO, Any
 
-from anyio.streams.buffered import BufferedByteReceiveStream
-
 _HEADER = struct.Struct(">II")
 HEADER_SIZE = _HEADER.size
 
@@ -40,7 +38,7 @@ def encode(meta: Meta, payload: bytes = b"") -> bytes:
     return b"".join((_HEADER.pack(len(head), len(payload)), head, payload))
 
 
-def _meta(data: bytes) -> Meta:
+def _meta(data: bytes | bytearray) -> Meta:
     try:
         meta = json.loads(data)
     except ValueError as exc:
@@ -75,9 +73,31 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     return data
 
 
-async def receive_frame(stream: BufferedByteReceiveStream) -> tuple[Meta, bytes]:
-    """The next frame from an anyio byte stream (raises anyio's EndOfStream or IncompleteRead at its end)."""
-    meta_size, payload_size = _HEADER.unpack(await stream.receive_exactly(HEADER_SIZE))
-    meta = _meta(await stream.receive_exactly(meta_size))
-    payload = await stream.receive_exactly(payload_size) if payload_size else b""
-    return meta, payload
+class FrameBuffer:
+    """Frames from bytes that arrive in pieces: `feed` returns the frames completed so far."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data = bytearray()  # appended to in place: a large payload arrives in many pieces
+
+    def feed(self, chunk: bytes) -> list[tuple[Meta, bytes]]:
+        data = self._data
+        data += chunk
+        frames = []
+        start = 0
+        while len(data) - start >= HEADER_SIZE:
+            meta_size, payload_size = _HEADER.unpack_from(data, start)
+            end = start + HEADER_SIZE + meta_size + payload_size
+            if len(data) < end:
+                break
+            meta_end = start + HEADER_SIZE + meta_size
+            frames.append((_meta(data[start + HEADER_SIZE : meta_end]), bytes(data[meta_end:end])))
+            start = end
+        del data[:start]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not complete yet."""
+        return len(self._data)

@@ -357,3 +357,16 @@ async def test_thread_isolation_on_trio_refuses_naming_process(anyio_backend: st
 def test_a_callable_cannot_run_in_a_process() -> None:
     with pytest.raises(ConfigError, match="entry point"):
         FunctionApp(lambda e, c: None, isolation="process")
+
+
+async def test_a_new_instance_does_not_report_the_servers_peak_as_its_own(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Linux carries ru_maxrss over fork and exec: a big server must not make every instance look big.
+    ballast = b"\x01" * (300 * 1024 * 1024)
+    async with started(folder, memory_limit_mb=128) as http:
+        response = await http.get("/")
+    del ballast
+    assert response.status_code == 200  # not MemoryLimitExceeded
+    used = [int(m) for m in re.findall(r"Max Memory Used: (\d+) MB", capsys.readouterr().out)]
+    assert used and used[0] < 100

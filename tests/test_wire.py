@@ -7,10 +7,7 @@ import json
 import os
 from typing import Any
 
-import anyio
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from sf_asgi import _wire
 
@@ -64,30 +61,20 @@ def test_a_broken_frame_is_a_wire_error(data: bytes, message: str) -> None:
         _wire.read_frame(io.BytesIO(data))
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_the_front_reads_frames_from_an_anyio_stream(anyio_backend: str) -> None:
-    send, receive = anyio.create_memory_object_stream[bytes](100)
+@pytest.mark.parametrize("piece", [1, 7, 4096, 65536, 10_000_000])
+def test_the_front_reassembles_frames_from_pieces(piece: int) -> None:
     data = b"".join(_wire.encode(meta, payload) for meta, payload in FRAMES)
-    for start in range(0, len(data), 65536):  # as a pipe hands them over: in chunks
-        await send.send(data[start : start + 65536])
-    await send.aclose()
-    stream = BufferedByteReceiveStream(_as_byte_stream(receive))
-    async with receive:
-        assert [await _wire.receive_frame(stream) for _ in FRAMES] == FRAMES
-        with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
-            await _wire.receive_frame(stream)
+    buffer = _wire.FrameBuffer()
+    frames = []
+    for start in range(0, len(data), piece):  # as a pipe hands them over
+        frames.extend(buffer.feed(data[start : start + piece]))
+    assert frames == FRAMES
+    assert buffer.pending == 0
 
 
-def _as_byte_stream(receive: MemoryObjectReceiveStream[bytes]) -> Any:
-    class Stream(anyio.abc.ByteReceiveStream):
-        async def receive(self, max_bytes: int = 65536) -> bytes:
-            return await receive.receive()
-
-        async def aclose(self) -> None:
-            await receive.aclose()
-
-    return Stream()
+def test_a_frame_buffer_refuses_a_meta_that_is_not_json() -> None:
+    with pytest.raises(_wire.WireError):
+        _wire.FrameBuffer().feed(b"\x00\x00\x00\x03\x00\x00\x00\x00abc")
 
 
 def test_meta_is_compact_json() -> None:

@@ -1,6 +1,7 @@
 """Cloud Functions handlers served by sf_asgi in the benchmarks."""
 
 import json
+import time
 
 
 def hello(event, context):
@@ -17,3 +18,8 @@ def echo(event, context):
 
 def upload(event, context):
     return {"statusCode": 200, "body": json.dumps({"length": len(event["body"])})}
+
+
+def wait_50ms(event, context):
+    time.sleep(0.05)  # a call to a database or another service
+    return {"statusCode": 200, "body": "done"}
