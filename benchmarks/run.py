@@ -179,8 +179,13 @@ class Server:
         raise RuntimeError(f"no 200 from {self.url} within {limit}s")
 
     def pids(self) -> list[int]:
+        """The server's processes: its session, and the instances (each in a session of its own)."""
         out = subprocess.run(["pgrep", "-s", str(self.proc.pid)], capture_output=True, text=True, check=False)
-        return [int(p) for p in out.stdout.split()] or [self.proc.pid]
+        pids = [int(p) for p in out.stdout.split()] or [self.proc.pid]
+        for parent in list(pids):
+            children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False)
+            pids.extend(int(p) for p in children.stdout.split() if int(p) not in pids)
+        return pids
 
     def status(self, key: str) -> int:
         """A /proc/<pid>/status value in KiB, summed over the server's processes."""
@@ -336,6 +341,55 @@ def memory_and_start(rounds: int) -> dict[str, Any]:
     return out
 
 
+def instances(rounds: int) -> dict[str, Any]:
+    """Process instances: spawn -> ready against `python -c pass`, and what they cost in memory."""
+    out: dict[str, Any] = {}
+    starts: dict[str, list[float]] = {"python_c_pass": [], "instance_ready": [], "instance_import": []}
+    for _ in range(max(10, rounds * 4)):
+        started = time.perf_counter()
+        subprocess.run([PY, "-c", "pass"], check=True)
+        starts["python_c_pass"].append((time.perf_counter() - started) * 1000)
+    probe = (
+        "import anyio, json, sys\n"
+        "from sf_asgi._config import Settings\n"
+        "from sf_asgi._output import Output\n"
+        "from sf_asgi._pool import Pool\n"
+        "async def main():\n"
+        "    pool = Pool(Settings(handler='functions.hello', source_dir=sys.argv[1]), Output('text', 'warning'))\n"
+        "    await pool.start()\n"
+        "    instance = pool.instances[0]\n"
+        "    print(json.dumps([instance.ready_ms, instance.init_ms]))\n"
+        "    await pool.close()\n"
+        "anyio.run(main)\n"
+    )
+    for _ in range(max(10, rounds * 4)):
+        result = subprocess.run([PY, "-c", probe, str(APPS)], capture_output=True, text=True, check=True)
+        ready, imported = json.loads(result.stdout.strip().splitlines()[-1])
+        starts["instance_ready"].append(ready)
+        starts["instance_import"].append(imported)
+    out["start_ms"] = {k: statistics.median(v) for k, v in starts.items()}
+    for count in (1, 8):
+        env = sf("hello", SF_MIN_INSTANCES=str(count), SF_MAX_INSTANCES=str(count))
+        server = Server(uvicorn_cmd("sf_asgi:app"), env)
+        try:
+            server.wait_first_200()
+            time.sleep(0.5)
+            pids = server.pids()
+            total = server.status("VmRSS")
+            front = sum(
+                int(line.split()[1])
+                for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")
+            )
+            out[f"rss_{count}_instances_kib"] = {"total": total, "front": front, "processes": len(pids)}
+        finally:
+            server.stop()
+    one = out["rss_1_instances_kib"]
+    eight = out["rss_8_instances_kib"]
+    out["idle_rss_per_instance_kib"] = (eight["total"] - one["total"]) / 7
+    return out
+
+
 def micro(tmp: Path) -> dict[str, float]:
     report = tmp / "micro.json"
     subprocess.run(
@@ -396,6 +450,7 @@ def main() -> None:
             print(json.dumps({k: v["rps_ratio"] for k, v in results["throughput"].items()}, indent=1))
             return
         results["memory_and_start"] = memory_and_start(args.rounds)
+        results["instances"] = instances(args.rounds)
     results["versions"] = versions()
     results["command"] = "scripts/bench" + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
     results["settings"] = {"rounds": args.rounds, "seconds": args.seconds, "connections": 32, "wrk_threads": 1}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -10,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._concurrency import running_loop
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger("sf_asgi")
 
@@ -103,6 +103,8 @@ def flush_soon() -> None:
     Under load one write then carries the lines of every request the turn finished.
     """
     global _flush_loop
+    from ._concurrency import running_loop  # here: an instance's runtime never imports asyncio for it
+
     loop = running_loop()
     if _flush_loop is not loop and _own_handler is not None:
         _flush_loop = loop
@@ -170,6 +172,13 @@ class JsonFormatter(_OwnFormatter):
         if stack is not None:
             entry["stack"] = stack
         return json.dumps(entry, ensure_ascii=False)
+
+
+def format_system_lines(json: bool, request_id: str, messages: tuple[str, ...]) -> str:
+    """System lines as sf_asgi's formatters write them, each ending in a newline."""
+    if json:
+        return "".join(JsonFormatter.line("INFO", message, request_id) + "\n" for message in messages)
+    return "\n".join(messages) + "\n"
 
 
 def setup_logging(log_format: str, level: str = "info") -> bool:

@@ -14,7 +14,7 @@ import contextlib
 import sys
 
 from ._background import library
-from ._logging import JsonFormatter
+from ._logging import format_system_lines
 
 # A line longer than this is written in pieces rather than held in memory [choice].
 LINE_LIMIT = 1024 * 1024
@@ -73,13 +73,6 @@ class Output:
             stream.write(text)
             if flush:
                 stream.flush()
-
-
-def format_system_lines(json: bool, request_id: str, messages: tuple[str, ...]) -> str:
-    """System lines as sf_asgi's formatters write them, each ending in a newline."""
-    if json:
-        return "".join(JsonFormatter.line("INFO", message, request_id) + "\n" for message in messages)
-    return "\n".join(messages) + "\n"
 
 
 class LineRelay:

@@ -223,9 +223,10 @@ class Pool:
         if instance.loaded:
             replaced = f", replacing instance {instance.replaces}" if instance.replaces else ""
             logger.info(
-                "Instance %d (pid %d) started: cold start %.1f ms%s",
+                "Instance %d (pid %d) started in %.1f ms (its import, the cold start: %.1f ms)%s",
                 instance.number,
                 instance.pid,
+                instance.ready_ms,
                 instance.init_ms,
                 replaced,
             )

@@ -75,6 +75,8 @@ class ProcessInstance:
         self.reserved = 0  # slots taken by the pool: invocations running, starting or about to be sent
         self.replaces = 0  # the number of the instance this one replaced, for the log
         self.init_ms = 0.0
+        self.ready_ms = 0.0  # from spawn to READY: the interpreter's start, then the import
+        self._spawned = 0.0
         self.calls: dict[int, Call] = {}
         self.retiring = False  # finish what runs, take nothing new, then stop
         self.dead = False
@@ -105,6 +107,7 @@ class ProcessInstance:
 
     async def start(self) -> None:
         """Spawn the child; its readers run in the background. Wait on `ready` for its cold start."""
+        self._spawned = time.perf_counter()
         settings = dataclasses.replace(
             self.settings,
             source_dir=os.path.abspath(self.settings.source_dir),
@@ -202,6 +205,7 @@ class ProcessInstance:
                 self._result(meta, payload)
             elif op == _wire.READY:
                 self.init_ms = float(meta.get("init_ms", 0.0))
+                self.ready_ms = (time.perf_counter() - self._spawned) * 1000
                 self.loaded = True
                 self.ready.set()
             elif op == _wire.LOAD_ERROR:
@@ -288,6 +292,7 @@ def describe_exit(code: int) -> str:
 def _child_env() -> dict[str, str]:
     """The server's environment without sf_asgi's own settings (the function sees its own, SPEC §8)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+    env["_SF_ASGI_INSTANCE"] = "1"  # read by sf_asgi/__init__.py, removed before the user's code runs
     # sf_asgi itself must import in the child, also when it runs from a checkout that is not installed.
     if _PACKAGE_PARENT not in site.getsitepackages():
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)

@@ -15,24 +15,24 @@ front relays to the server's stdout line by line.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+import types
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 from . import _wire
 from ._config import Settings, read_env_file
 from ._context import Context, make_token
 from ._loader import LoadError, load_handler
-from ._logging import billed_ms, max_memory_mb, request_id_var, setup_logging
-from ._output import format_system_lines
+from ._logging import billed_ms, format_system_lines, max_memory_mb, request_id_var, setup_logging
 from ._response import MAX_PAYLOAD, error_body
 from ._types import Handler
 
@@ -151,9 +151,14 @@ class Runtime:
     # concurrency > 1: one loop for the instance's life [choice].
 
     def serve_concurrently(self, handler: Handler) -> None:
+        import asyncio
+
         asyncio.run(self._serve_concurrently(handler))
 
     async def _serve_concurrently(self, handler: Handler) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
         loop = asyncio.get_running_loop()
         threads = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sf_asgi-instance")
         tasks: set[asyncio.Task[None]] = set()
@@ -193,7 +198,9 @@ def _flush_stdout() -> None:
 def _call(handler: Handler, event: Any, context: Context) -> tuple[bool, Any]:
     try:
         result = handler(event, context)
-        if inspect.iscoroutine(result):  # an async def handler, or a coroutine from a sync one
+        if isinstance(result, types.CoroutineType):  # an async def handler, or a coroutine from a sync one
+            import asyncio  # only then: a sync function's instance starts without it
+
             result = asyncio.run(result)
         return True, result
     except BaseException as exc:  # SystemExit, even GeneratorExit: an error in user code (SPEC §5)
@@ -201,6 +208,8 @@ def _call(handler: Handler, event: Any, context: Context) -> tuple[bool, Any]:
 
 
 def _is_async(handler: Handler) -> bool:
+    import inspect
+
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
 
 
@@ -232,6 +241,7 @@ def _take_pipes() -> tuple[IO[bytes], int]:
 
 
 def main() -> None:
+    os.environ.pop("_SF_ASGI_INSTANCE", None)  # the function sees only its own environment
     settings = Settings(**json.loads(sys.argv[1]))
     _die_with_parent(int(sys.argv[2]))
     # Ctrl+C in a terminal reaches the whole process group: the front decides when instances stop.
