@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lifespan="on",
     )
     if settings.workers == 1 and not uvicorn_reload:
-        server = uvicorn.Server(uvicorn.Config("sf_asgi:app", **options))
+        server = _server(uvicorn.Config("sf_asgi:app", **options))
         # uvicorn re-raises the signals it caught once it has stopped; they are handled by now.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -149,3 +149,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _exit_cleanly(signum: int, frame: object) -> None:
     sys.exit(0)
+
+
+def _server(config: Any) -> Any:
+    """uvicorn's server, where a second SIGTERM forces the exit as a second SIGINT does."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGTERM:
+                self.force_exit = True
+            super().handle_exit(sig, frame)
+
+    return Server(config)

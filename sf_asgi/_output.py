@@ -95,6 +95,12 @@ class LineRelay:
             data = b""
         self._tail = data
 
+    def end_line(self) -> None:
+        """An invocation ended: what it printed without a newline is its own line, before its END."""
+        if self._tail:
+            self._output.lines(self._tail + b"\n")
+            self._tail = b""
+
     def close(self) -> None:
         """The instance is gone: a last line without its newline still gets one."""
         if self._tail:

@@ -66,6 +66,11 @@ class Reader:
             await anyio.wait_readable(self._fd)
             self.read_now()
 
+    def close(self) -> None:
+        """Stop reading before the end (what the pipe holds now has been read)."""
+        if not self.ended:
+            self._end()
+
     def _end(self) -> None:
         self.ended = True
         if self._loop is not None:

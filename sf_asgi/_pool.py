@@ -102,7 +102,11 @@ class Pool:
                 error = instance.load_error.error if instance.load_error is not None else None
                 report = instance.load_report or (error or {}).get("errorMessage") or "the instance did not start"
                 if call.failure is not None and call.failure.error is not None:
-                    report = f"the cold start took longer than the timeout: {call.failure.error['errorMessage']}"
+                    failure = call.failure.error
+                    if failure["errorType"] == "Timeout":
+                        report = f"the cold start took longer than the timeout: {failure['errorMessage']}"
+                    else:
+                        report = f"the instance failed during its cold start: {failure['errorMessage']}"
                 await self._startup_failed(started)
                 raise LoadError(report)
         self._dispatch()
@@ -163,9 +167,9 @@ class Pool:
                 if instance.load_error is not None and not call.done.is_set():
                     call.fail(instance.load_error)
             if not call.done.is_set():
-                meta["deadline_ms"] = int((time.time() + call.deadline - time.monotonic()) * 1000)
-                if call.deadline == float("inf"):
-                    meta["deadline_ms"] = int((time.time() + 3600) * 1000)
+                # With the timeout off, the context's deadline is an hour away (the platform's longest).
+                budget = 3600.0 if call.deadline == float("inf") else call.deadline - time.monotonic()
+                meta["deadline_ms"] = int((time.time() + budget) * 1000)
                 meta["queued_ms"] = (clock - queued) * 1000  # waiting for a slot; a cold start is its Init Duration
                 self.output.system_lines(request_id, f"START RequestID: {request_id} Version: {self._version}")
                 await instance.send(call, meta, payload)
@@ -184,11 +188,15 @@ class Pool:
 
     def _take(self) -> ProcessInstance | None:
         """A ready instance with a free slot, the one used last first, so that extra ones can go idle."""
-        best = None
+        best = starting = None
         for instance in self._instances:
-            free = instance.usable and instance.reserved < self.settings.concurrency
-            if free and (best is None or instance.idle_since > best.idle_since):
+            if instance.reserved >= self.settings.concurrency:
+                continue
+            if instance.usable and (best is None or instance.idle_since > best.idle_since):
                 best = instance
+            elif not instance.loaded and not instance.ready.is_set() and instance.kill_reason is None:
+                starting = instance  # a replacement still in its cold start, which nobody waits for yet
+        best = best or starting
         if best is not None:
             best.reserved += 1
         return best
@@ -366,14 +374,11 @@ class Pool:
             else:
                 instance.retiring = True
                 instance.stop()
-        with anyio.move_on_after(1.0):  # they were killed or given 50 ms: this only waits for their exit
-            for instance in list(self._instances):
-                await instance.ready.wait()
-                while not instance.dead:
-                    await anyio.sleep(0.01)
-        for instance in list(self._instances):
-            if not instance.dead and instance.process is not None and instance.process.returncode is None:
-                instance.process.kill()
+        # They were killed or given 50 ms (one still being spawned is stopped once it is): this waits
+        # for their exit, so that none outlives the server's loop.
+        with anyio.move_on_after(2.0):
+            while any(not instance.dead for instance in self._instances):
+                await anyio.sleep(0.01)
         if self._watchdog is not None:
             self._watchdog.cancel()
 

@@ -29,6 +29,8 @@ from ._response import HTTPResponse, platform_error, user_error_response
 
 # The platform gives an idle instance 50 ms between SIGTERM and SIGKILL.
 STOP_GRACE = 0.05
+# How long an ended instance's output may take to arrive once its process has exited.
+LOG_GRACE = 0.2
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -146,6 +148,10 @@ class ProcessInstance:
             for fd in (in_read, frames_write, log_write):
                 os.close(fd)
         os.set_blocking(self._in, False)
+        if self.kill_reason is not None:  # its deadline passed while it was being spawned
+            self._kill_group()
+        elif self.retiring:  # the server began to stop meanwhile
+            self.stop()
         self._relay = LineRelay(self._output)
         self._log = _pipes.Reader(log_read, self._relay.feed, self._log_ended)
         self._frames = _pipes.Reader(frames_read, self._on_frames, self._frames_ended)
@@ -177,8 +183,18 @@ class ProcessInstance:
         self.peak_mb = peak_rss_mb(self.pid)  # what REPORT says it used, read before it is gone
         for call in self.calls.values():
             call.fail(response(call))
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        """SIGKILL to the instance's process group: also what a handler left running (a Popen, a fork)."""
+        if self.process is None:
+            return
+        # Its own session made it a group leader: the group outlives it while what it left runs.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
 
     def stop(self) -> None:
         """Stop an idle instance as the platform does: SIGTERM, then SIGKILL 50 ms later."""
@@ -189,15 +205,13 @@ class ProcessInstance:
 
     async def _kill_later(self) -> None:
         await anyio.sleep(STOP_GRACE)
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+        self._kill_group()
 
     def _on_frames(self, chunk: bytes) -> None:
         try:
             frames = self._buffer.feed(chunk)
         except _wire.WireError:  # something else wrote on the frame pipe: the instance cannot be trusted
-            if self.process is not None and self.process.returncode is None:
-                self.process.kill()
+            self.kill("wire", _wire_error)
             return
         for meta, payload in frames:
             op = meta.get("op")
@@ -217,6 +231,7 @@ class ProcessInstance:
         # What the handler printed went to the log pipe before this frame was written: it goes
         # out first, then the END and REPORT that came with the frame (SPEC §6: in order).
         self._log.read_now()
+        self._relay.end_line()
         lines = meta.pop("log", None)
         if lines:
             self._output.text(lines)
@@ -238,8 +253,15 @@ class ProcessInstance:
         assert self.process is not None
         with anyio.CancelScope(shield=True):
             await self._frames_done.wait()
-            await self._logs_done.wait()
             code = await self.process.wait()
+            # A process the handler started may hold the log pipe open: what it wrote by now is read,
+            # the rest is not waited for.
+            with anyio.move_on_after(LOG_GRACE):
+                await self._logs_done.wait()
+            if not self._logs_done.is_set():
+                self._log.read_now()
+                self._log.close()
+            self._kill_group()  # what the handler left running goes with its instance
             with contextlib.suppress(OSError):
                 os.close(self._in)
             await self.process.aclose()
@@ -247,8 +269,9 @@ class ProcessInstance:
 
     def _exited(self, code: int) -> None:
         self.dead = True
-        for call in self._killed:
+        for call in [*self._killed, *self.calls.values()]:
             if call.request_id and call.id in self._sent:
+                self._sent.discard(call.id)
                 self._log_killed(call)
         # Whatever it still had (all of it, if it crashed) fails with it: no call waits for a dead instance.
         how = describe_exit(code)
@@ -277,6 +300,12 @@ class ProcessInstance:
 
 def _load_error(meta: _wire.Meta) -> HTTPResponse:
     return user_error_response(meta.get("error") or {"errorMessage": "import failed", "errorType": "ImportError"})
+
+
+def _wire_error(call: Call) -> HTTPResponse:
+    return platform_error(
+        502, "InstanceCrashed", "The function's instance wrote what is not sf_asgi's on its pipe, and was killed"
+    )
 
 
 def describe_exit(code: int) -> str:

@@ -86,8 +86,9 @@ class Runtime:
             _flush_stdout()
             self.send({"op": _wire.LOAD_ERROR, "report": exc.report(), "error": error_body(exc.cause or exc)})
             return None
-        except Exception as exc:  # a bad env file, say: a ConfigError that names the fix
-            self.send({"op": _wire.LOAD_ERROR, "report": str(exc), "error": error_body(exc)})
+        except BaseException as exc:  # a bad env file (a ConfigError that names the fix), KeyboardInterrupt
+            report = f"Importing {self.settings.handler} failed: {type(exc).__name__}: {exc}"
+            self.send({"op": _wire.LOAD_ERROR, "report": report, "error": error_body(exc)})
             return None
         _flush_stdout()  # what the module printed goes out before READY
         self._init_ms = (time.perf_counter() - started) * 1000
@@ -175,7 +176,10 @@ class Runtime:
                     outcome = (False, exc)
             else:
                 outcome = await loop.run_in_executor(threads, _call, handler, event, context)
-            self.finish(meta, received, outcome)
+            try:
+                self.finish(meta, received, outcome)
+            except OSError:  # the pipe to the front is gone (see main)
+                os._exit(70)
 
         while (frame := await loop.run_in_executor(None, _wire.read_frame, self._in)) is not None:
             task = asyncio.create_task(one(*frame))
@@ -249,13 +253,18 @@ def main() -> None:
     frames_in, frames_out = _take_pipes()
     setup_logging(settings.log_format, settings.log_level)
     runtime = Runtime(settings, frames_in, frames_out)
-    handler = runtime.load()
-    if handler is None:
-        return
-    if settings.concurrency > 1:
-        runtime.serve_concurrently(handler)
-    else:
-        runtime.serve(handler)
+    try:
+        handler = runtime.load()
+        if handler is None:
+            return
+        if settings.concurrency > 1:
+            runtime.serve_concurrently(handler)
+        else:
+            runtime.serve(handler)
+    except (OSError, _wire.WireError):
+        # The handler closed (or wrote on) the pipes to the front: this instance can no longer
+        # answer. The front sees it exit and says so; a traceback of sf_asgi's would only confuse.
+        os._exit(70)
 
 
 if __name__ == "__main__":

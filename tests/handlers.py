@@ -45,6 +45,13 @@ def handler(event, context):
     elif do == "close":
         sys.stdout.close()
         os.close(1)
+    elif do == "orphan":  # leaves a process behind, holding the instance's stdout, then crashes
+        import subprocess
+        child = subprocess.Popen(["sleep", "25"])
+        print(f"child {child.pid}", flush=True)
+        os._exit(3)
+    elif do == "partial":
+        print(q.get("text", "no newline"), end="")
     elif do == "closerange":
         os.closerange(3, 1024)
     elif do == "env":

@@ -175,3 +175,21 @@ def test_the_server_environment_reaches_instances_without_sf_settings(folder: Pa
     with sf_asgi_cli(folder, ["index.handler"], env) as srv:
         seen = httpx.get(f"{srv.url}/?do=env", timeout=5).json()
     assert seen == {"FN_FROM_SERVER": "yes"}
+
+
+def test_a_second_sigterm_also_forces_the_exit(folder: Path) -> None:
+    with sf_asgi_cli(folder, ["index.handler", "--timeout", "30"]) as srv:
+        results: list[httpx.Response | Exception] = []
+        thread = _request_in_background(f"{srv.url}/?do=loop", results)
+        time.sleep(0.4)
+        start = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(10)
+        elapsed = time.monotonic() - start
+        thread.join(10)
+        pids = instance_pids(srv.log)
+    assert elapsed < 3 and code == 1
+    assert isinstance(results[0], httpx.Response) and results[0].status_code == 503
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 2)

@@ -22,6 +22,7 @@ from sf_asgi._loader import LoadError
 
 from .conftest import client
 from .handlers import ATTACK
+from .servers import alive
 
 pytestmark = pytest.mark.anyio
 
@@ -370,3 +371,115 @@ async def test_a_new_instance_does_not_report_the_servers_peak_as_its_own(
     assert response.status_code == 200  # not MemoryLimitExceeded
     used = [int(m) for m in re.findall(r"Max Memory Used: (\d+) MB", capsys.readouterr().out)]
     assert used and used[0] < 100
+
+
+def _instance_processes() -> list[int]:
+    """Live instance processes started by this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                command = file.read()
+        except OSError:
+            continue
+        if fields[0] != b"Z" and int(fields[1]) == os.getpid() and b"sf_asgi._runtime" in command:
+            found.append(int(entry))
+    return found
+
+
+@BACKENDS
+async def test_timeout_zero_means_no_timeout(folder: Path, anyio_backend: str) -> None:
+    async with started(folder, timeout=0) as http:
+        response = await http.get("/?do=sleep&s=0.2")
+    assert response.status_code == 200
+
+
+async def test_a_deadline_during_the_spawn_leaks_no_instance(folder: Path) -> None:
+    async with started(folder, timeout=0.01, min_instances=0, max_instances=3) as http:
+        for _ in range(5):
+            answers = await gather(http, ["/?do=sleep&s=0"] * 3)
+            assert {r.status_code for r in answers} <= {200, 504}
+        with anyio.fail_after(5):
+            while len(_instance_processes()) > 3:
+                await anyio.sleep(0.05)
+    with anyio.fail_after(5):
+        while _instance_processes():
+            await anyio.sleep(0.05)
+
+
+async def test_a_crash_is_reported_at_once_even_if_the_handler_left_a_process(folder: Path) -> None:
+    async with started(folder, timeout=5) as http:
+        start = time.monotonic()
+        crashed = await http.get("/?do=orphan")
+        elapsed = time.monotonic() - start
+        assert (await http.get("/")).status_code == 200
+    assert crashed.status_code == 502 and "exited with code 3" in crashed.json()["errorMessage"]
+    assert elapsed < 1.5  # not the timeout, though the left-over process holds the output pipe
+
+
+async def test_the_process_a_handler_left_goes_with_its_instance(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with started(folder, timeout=5) as http:
+        await http.get("/?do=orphan")
+        child = int(re.search(r"child (\d+)", capsys.readouterr().out).group(1))  # type: ignore[union-attr]
+        with anyio.fail_after(3):
+            while alive(child):
+                await anyio.sleep(0.05)
+
+
+async def test_a_line_without_newline_ends_before_its_end_line(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with started(folder) as http:
+        await http.get("/?do=partial&text=first")
+        await http.get("/?do=partial&text=second")
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("REPORT")]
+    first, second = lines.index("first"), lines.index("second")
+    assert lines[first + 1].startswith("END RequestID") and lines[second + 1].startswith("END RequestID")
+
+
+async def test_a_crash_gets_its_end_and_report(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with started(folder) as http:
+        await http.get("/?do=exit&code=1")
+    out = capsys.readouterr().out
+    request_id = re.search(r"START RequestID: (\S+)", out).group(1)  # type: ignore[union-attr]
+    assert f"END RequestID: {request_id}" in out and f"REPORT RequestID: {request_id}" in out
+
+
+async def test_after_a_crash_the_next_request_takes_the_replacement(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="sf_asgi")
+    async with started(folder) as http:
+        await http.get("/?do=exit&code=1")
+        assert (await http.get("/")).status_code == 200
+    assert caplog.text.count(") started in") == 2  # the first instance and its replacement, no third
+
+
+async def test_closed_pipes_with_concurrency_give_a_502_at_once(folder: Path) -> None:
+    async with started(folder, timeout=5, concurrency=4) as http:
+        start = time.monotonic()
+        crashed = await http.get("/?do=closerange")
+        elapsed = time.monotonic() - start
+    assert crashed.status_code == 502 and elapsed < 1.5
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt"),
+        ("import os\nos._exit(0)\n", "failed during its cold start"),
+    ],
+)
+async def test_an_import_that_ends_the_instance_is_named(
+    write_function: Callable[..., Path], code: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = FunctionApp("index.handler", source_dir=str(write_function(code)), timeout=5)
+    with anyio.fail_after(5), pytest.raises(LoadError, match=message):
+        await app.startup()
+    assert "/sf_asgi/" not in capsys.readouterr().out
