@@ -97,15 +97,20 @@ def system_lines(*messages: str, flush: bool = True) -> None:
 _flush_loop: asyncio.AbstractEventLoop | None = None
 
 
+_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
 def flush_soon() -> None:
     """Flush sf_asgi's stream once this turn of the event loop is over, not once per request.
 
     Under load one write then carries the lines of every request the turn finished.
     """
-    global _flush_loop
-    from ._concurrency import running_loop  # here: an instance's runtime never imports asyncio for it
+    global _flush_loop, _running_loop
+    if _running_loop is None:  # imported here: an instance's runtime never imports asyncio for it
+        from ._concurrency import running_loop
 
-    loop = running_loop()
+        _running_loop = running_loop
+    loop = _running_loop()
     if _flush_loop is not loop and _own_handler is not None:
         _flush_loop = loop
         loop.call_soon(_flush, _own_handler)
