@@ -131,8 +131,7 @@ class FunctionApp:
         if isinstance(target, Instance):
             await target.load()
             return
-        if target.settings.reload and self._reloader is None:
-            self._reloader = spawn(_reload.watch, target.settings.source_dir, self._reload, name="sf_asgi reload")
+        self._watch_edits(target)
         await target.start()
 
     def _reload(self, paths: list[str]) -> None:
@@ -206,6 +205,7 @@ class FunctionApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance = self._instance
+        pool = None
         if instance is None:
             try:
                 target = self._configure()
@@ -213,9 +213,10 @@ class FunctionApp:
                 await _send(send, platform_error(500, "ConfigError", str(exc)))
                 return
             if isinstance(target, Pool):
-                await self._http_process(target, scope, receive, send)
-                return
-            instance = target
+                pool = target
+                self._start_lazily(pool)
+            else:
+                instance = target
         body = await _read_body(scope, receive)
         if body is None:
             return  # the client left before its request was complete
@@ -229,10 +230,16 @@ class FunctionApp:
         try:
             request = _event(scope, body, request_id, trace_id)
             if isinstance(request, HTTPResponse):
-                response = request
+                response: HTTPResponse | None = request
             else:
                 event, raw = request
-                response = await respond(instance, event, request_id, raw)
+                if instance is not None:
+                    response = await respond(instance, event, request_id, raw)
+                else:
+                    assert pool is not None
+                    response = await _respond_process(pool, event, request_id, raw, watch, send)
+            if response is None:
+                return  # nothing more to send
         except Exception:
             logger.exception("sf_asgi failed to handle a request; please report this as a bug")
             response = platform_error(500, "InternalError", "Internal error in sf_asgi")
@@ -251,60 +258,35 @@ class FunctionApp:
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _http_process(self, pool: Pool, scope: Scope, receive: Receive, send: Send) -> None:
-        """A request for a process instance: the same mapping, the invocation crosses the wire."""
-        if not self._started:  # no lifespan (daphne, a host app that does not forward it): start here
+    def _start_lazily(self, pool: Pool) -> None:
+        """No lifespan ran (daphne, a host app that does not forward it): the first request starts the pool."""
+        if not self._started:
             self._started = True
-            if pool.settings.reload and self._reloader is None:
-                self._reloader = spawn(_reload.watch, pool.settings.source_dir, self._reload, name="sf_asgi reload")
+            self._watch_edits(pool)
             pool.start_lazily()
-        body = await _read_body(scope, receive)
-        if body is None:
-            return
-        if isinstance(body, HTTPResponse):
-            await _send(send, body)
-            return
-        request_id, trace_id = new_request_ids()
-        token = request_id_var.set(request_id)
-        watch = _Watch(receive)
-        self._watcher.watch(watch)
-        try:
-            request = _event(scope, body, request_id, trace_id)
-            if isinstance(request, HTTPResponse):
-                response = request
-            else:
-                event, raw = request
-                payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
-                try:
-                    call = await pool.invoke(request_id, {"rid": request_id}, payload, watch.on_queue)
-                except asyncio.CancelledError:  # the server's loop is torn down under it (a forced exit)
-                    response = platform_error(503, "ShuttingDown", "The server stopped before the invocation ended")
-                    with contextlib.suppress(Exception):
-                        await _send(send, response)
-                    return
-                except QueueFull:
-                    response = _queue_full(pool.waiting, pool.settings.max_queue)
-                except ClientGone:
-                    logger.info("Client left while request %s waited for an instance", request_id)
-                    return
-                else:
-                    response = respond_call(call, request_id, raw)
-        except Exception:
-            logger.exception("sf_asgi failed to handle a request; please report this as a bug")
-            response = platform_error(500, "InternalError", "Internal error in sf_asgi")
-        finally:
-            self._watcher.unwatch(watch)
-            watch.stop()
-            request_id_var.reset(token)
-        if watch.disconnected:
-            logger.warning(
-                "Client disconnected before invocation %s finished; its %d response was dropped",
-                request_id,
-                response.status,
-            )
-            return
-        await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
-        await send({"type": "http.response.body", "body": response.body})
+
+    def _watch_edits(self, pool: Pool) -> None:
+        if pool.settings.reload and self._reloader is None:
+            self._reloader = spawn(_reload.watch, pool.settings.source_dir, self._reload, name="sf_asgi reload")
+
+
+async def _respond_process(
+    pool: Pool, event: Any, request_id: str, raw: bool, watch: _Watch, send: Send
+) -> HTTPResponse | None:
+    """One invocation on a process instance; None when there is nothing (more) to send."""
+    payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
+    try:
+        call = await pool.invoke(request_id, {"rid": request_id}, payload, watch.on_queue)
+    except asyncio.CancelledError:  # the server's loop is torn down under it (a forced exit)
+        with contextlib.suppress(Exception):
+            await _send(send, platform_error(503, "ShuttingDown", "The server stopped before the invocation ended"))
+        return None
+    except QueueFull:
+        return _queue_full(pool.waiting, pool.settings.max_queue)
+    except ClientGone:
+        logger.info("Client left while request %s waited for an instance", request_id)
+        return None
+    return respond_call(call, request_id, raw)
 
 
 def respond_call(call: Call, request_id: str, raw: bool) -> HTTPResponse:
