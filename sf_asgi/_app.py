@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 from . import _reload
 from ._background import Task, library, spawn
 from ._concurrency import InvocationTimeout, QueueFull, Sweeper
-from ._config import ConfigError, Settings
+from ._config import VIA_VARIABLE, ConfigError, Settings, in_words
 from ._context import Context
 from ._event import build_event, build_raw_event, new_request_ids, parse_query
 from ._instance import Instance, UserCodeError
@@ -39,6 +40,7 @@ from ._response import (
 from ._types import Handler, Receive, Scope, Send
 
 _MB = 1024 * 1024
+_CONNECT_REFUSED = platform_error(405, "MethodNotAllowed", "CONNECT is not served: a function answers requests")
 _WATCH_AFTER = 0.05  # seconds
 
 
@@ -64,6 +66,8 @@ class FunctionApp:
             )
         self._callable = handler
         self._overrides = settings
+        # Messages name settings the way they were given (SF_*, flags, or keywords).
+        self._via = "code" if handler is not None or settings else ""  # "": read when needed (the CLI sets it)
         self._instance: Instance | None = None
         self._pool: Pool | None = None
         self._settings: Settings | None = None
@@ -96,8 +100,7 @@ class FunctionApp:
         setup_logging(settings.log_format, settings.log_level)
         if self._callable is None and not settings.handler:
             raise ConfigError(
-                "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. "
-                "SF_HANDLER=index.handler uvicorn sf_asgi:app"
+                "SF_HANDLER is not set: name the handler as <file>.<function>, e.g. SF_HANDLER=index.handler"
             )
         self._settings = settings
         if settings.isolation == "process":
@@ -106,7 +109,7 @@ class FunctionApp:
         if library() != "asyncio":
             raise ConfigError(
                 f"isolation 'thread' runs on asyncio only, and this server runs {library()}: "
-                "use SF_ISOLATION=process (or --isolation process), or an asyncio worker"
+                "use SF_ISOLATION=process, or an asyncio worker"
             )
         if settings.reload:
             sys.dont_write_bytecode = True  # no stale .pyc for an edit within the same second
@@ -189,28 +192,40 @@ class FunctionApp:
                 try:
                     await self.startup()
                 except ConfigError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc}"})
+                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {self._words(exc)}"})
                     return
                 except LoadError as exc:
                     if self._settings is None or not self._settings.reload:
-                        await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {exc.report()}"})
+                        await send({"type": "lifespan.startup.failed", "message": f"sf_asgi: {self._words(exc)}"})
                         return
                     # The dev server stays up: requests get the error as a 502 until the file is fixed.
-                    logger.error("sf_asgi: %s", exc.report())
+                    # The line looks as the server prints a failed startup, when it is uvicorn.
+                    server_log = logging.getLogger("uvicorn.error") if logging.getLogger("uvicorn").handlers else logger
+                    server_log.error("sf_asgi: %s", self._words(exc))
+                    logger.warning("sf_asgi: serving the error as a 502 until the code is fixed (reload is on)")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _words(self, error: ConfigError | LoadError) -> str:
+        """The error's message (and a LoadError's traceback), naming settings as the user gave them."""
+        text = error.report() if isinstance(error, LoadError) else str(error)
+        return in_words(text, self._via or os.environ.get(VIA_VARIABLE, "env"))
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "CONNECT":
+            # A 2xx would turn the connection into a tunnel, which a function cannot serve [choice].
+            await _send(send, _CONNECT_REFUSED)
+            return
         instance = self._instance
         pool = None
         if instance is None:
             try:
                 target = self._configure()
             except ConfigError as exc:
-                await _send(send, platform_error(500, "ConfigError", str(exc)))
+                await _send(send, platform_error(500, "ConfigError", self._words(exc)))
                 return
             if isinstance(target, Pool):
                 pool = target

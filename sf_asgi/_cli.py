@@ -11,11 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from ._config import ConfigError, Settings, env_name, parse_value, read_env_file
+from ._config import VIA_VARIABLE, ConfigError, Settings, env_name, flag_for, in_words, parse_value, read_env_file
 from ._loader import LoadError, split_entrypoint
 
-# Flags whose names are shorter than their fields'; every other field is --field-name.
-FLAGS = {"source_dir": "--source", "memory_limit_mb": "--memory"}
 METAVARS = {
     "timeout": "S",
     "memory_limit_mb": "MB",
@@ -31,10 +29,6 @@ METAVARS = {
     "min_instances": "N",
     "idle_timeout": "S",
 }
-
-
-def flag_for(field: str) -> str:
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +53,7 @@ def _converter(field: dataclasses.Field[Any]) -> Any:
         try:
             return parse_value(field.name, expected, text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).replace(env_name(field.name), flag_for(field.name))) from None
+            raise argparse.ArgumentTypeError(in_words(str(exc), "cli")) from None
 
     convert.__name__ = expected.__name__
     return convert
@@ -72,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Each option falls back to its SF_* variable, then to its default. "
         "Example: sf-asgi index.handler --reload",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"sf-asgi {__version__}")
     for field in dataclasses.fields(Settings):
         help_text = f"{field.metadata['help']} [{env_name(field.name)}]"
         if field.name == "handler":
@@ -106,7 +103,8 @@ def resolve(argv: Sequence[str] | None = None) -> Settings:
         if settings.env_file:
             read_env_file(settings.env_file)  # wrong names or sizes stop here, before anything starts
     except (ConfigError, LoadError) as exc:
-        parser.error(str(exc))
+        from_env = {name for name in Settings.field_names() if name not in given and env_name(name) in os.environ}
+        parser.error(in_words(str(exc), "cli", keep=from_env))
     return settings
 
 
@@ -116,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # The worker and reload processes read their settings from these variables.
     os.environ.update(settings.to_env())  # with SF_RELOAD, the app itself writes no stale .pyc
+    os.environ[VIA_VARIABLE] = "cli"  # their messages then name flags
     uvicorn_reload = settings.reload and settings.isolation == "thread"
     options: dict[str, Any] = dict(
         host=settings.host,

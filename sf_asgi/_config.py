@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 ENV_PREFIX = "SF_"
@@ -20,6 +20,45 @@ class ConfigError(ValueError):
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+# Flags whose names are shorter than their fields'; every other field is --field-name.
+FLAGS = {"source_dir": "--source", "memory_limit_mb": "--memory"}
+
+
+def flag_for(field: str) -> str:
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+# How the user ran sf_asgi, which decides how a message names a setting: the `sf-asgi` command
+# sets this variable for its server processes; any argument to FunctionApp() means code.
+VIA_VARIABLE = "_SF_ASGI_VIA"
+_SETTING = re.compile(r"(\bset )?\bSF_([A-Z_]+)\b(=)?")
+
+
+def in_words(message: str, via: str, keep: Collection[str] = ()) -> str:
+    """A message that names settings as SF_* variables, reworded for the way sf_asgi was run.
+
+    `via` is "env" (`uvicorn sf_asgi:app`: unchanged), "cli" (`--source DIR`, `sf-asgi index.handler`)
+    or "code" (`source_dir=...`, `handler=...`). Settings in `keep` were given as variables and
+    stay named so.
+    """
+    if via == "env":
+        return message
+
+    def reword(match: re.Match[str]) -> str:
+        verb, name, equals = match.group(1) or "", match.group(2).lower(), match.group(3) or ""
+        if name not in Settings.field_names() or name in keep:
+            return match.group()
+        if via == "code":
+            return f"{verb}{name}{equals}"
+        if name == "handler":
+            if equals:
+                return f"{verb and 'run '}sf-asgi "
+            return f"{verb and 'give '}the ENTRYPOINT"
+        return f"{verb and 'pass '}{flag_for(name)}{' ' if equals else ''}"
+
+    return _SETTING.sub(reword, message)
 
 
 @dataclasses.dataclass(frozen=True)

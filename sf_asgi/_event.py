@@ -272,5 +272,5 @@ def build_raw_event(body: bytes) -> Any:
     text = body.decode("utf-8", "replace")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than json.loads reads: text, as any non-JSON
         return text

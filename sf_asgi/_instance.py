@@ -39,11 +39,18 @@ class UserCodeError(Exception):
 
 
 def _call(handler: Handler, event: Any, context: Any) -> tuple[Any, str | None]:
-    """One sync call as the platform's runtime makes it: (result, its JSON text or None, see `serialise`)."""
-    result = handler(event, context)
-    if inspect.iscoroutine(result):  # a sync function that returned a coroutine: the runtime runs it
-        result = asyncio.run(result)
-    return result, serialise(result)
+    """One sync call as the platform's runtime makes it: (result, its JSON text or None, see `serialise`).
+
+    What the handler raises leaves as a UserCodeError: a GeneratorExit or SystemExit set on an
+    asyncio future would otherwise be raised raw into the coroutine awaiting it (SPEC §5).
+    """
+    try:
+        result = handler(event, context)
+        if inspect.iscoroutine(result):  # a sync function that returned a coroutine: the runtime runs it
+            result = asyncio.run(result)
+        return result, serialise(result)
+    except BaseException as exc:
+        raise UserCodeError(exc) from None
 
 
 class Instance:
@@ -132,7 +139,7 @@ class Instance:
         except InvocationTimeout:
             self._log_stuck(request_id)
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, UserCodeError):
             raise
         except BaseException as exc:  # sys.exit() in a handler is a user error, not a server exit
             raise UserCodeError(exc) from None
@@ -184,6 +191,8 @@ class Instance:
             return await self._workers.submit(_call, handler, event, context, hold=hold).future  # type: ignore[no-any-return]
         except LoadError as exc:
             raise UserCodeError(exc.cause or exc) from None
+        except UserCodeError:
+            raise
         except asyncio.CancelledError:
             if deadline is None or not deadline.expired:
                 raise

@@ -33,6 +33,8 @@ class LoadError(Exception):
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _IMPORTLIB_DIR = os.path.dirname(importlib.__file__) + os.sep
+# asyncio.run's own frames, above an async handler's (not imported for it: an instance may not need it).
+_ASYNCIO_DIR = os.path.join(os.path.dirname(os.__file__), "asyncio") + os.sep
 
 
 def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
@@ -40,7 +42,7 @@ def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
     return [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith((_PACKAGE_DIR, _IMPORTLIB_DIR, "<frozen importlib"))
+        if not frame.filename.startswith((_PACKAGE_DIR, _IMPORTLIB_DIR, _ASYNCIO_DIR, "<frozen importlib"))
     ]
 
 
@@ -69,12 +71,21 @@ def split_entrypoint(entrypoint: str) -> tuple[str, str]:
     return module, attr
 
 
+def check_source_dir(entrypoint: str, source_dir: str) -> str:
+    """The source folder as an absolute path; LoadError naming the fix if it is not a folder."""
+    folder = os.path.abspath(source_dir)
+    if not os.path.isdir(folder):
+        raise LoadError(
+            f"Source folder {folder} of the entry point {entrypoint} does not exist: "
+            "set SF_SOURCE_DIR to the function's folder"
+        )
+    return folder
+
+
 def load_handler(entrypoint: str, source_dir: str) -> Handler:
     """Import the handler's module once and return its callable."""
     module_name, attr = split_entrypoint(entrypoint)
-    folder = os.path.abspath(source_dir)
-    if not os.path.isdir(folder):
-        raise LoadError(f"Source folder {folder} does not exist: set SF_SOURCE_DIR to the function's folder")
+    folder = check_source_dir(entrypoint, source_dir)
     # The platform runs code from the function's root folder, ahead of everything else.
     if not sys.path or sys.path[0] != folder:
         if folder in sys.path:
@@ -89,7 +100,7 @@ def load_handler(entrypoint: str, source_dir: str) -> Handler:
     # The file must be in the function's folder, as on the platform: never one found elsewhere on sys.path.
     relative = os.path.join(folder, *module_name.split("."))
     if not (os.path.isfile(relative + ".py") or os.path.isfile(os.path.join(relative, "__init__.py"))):
-        raise LoadError(_not_found(module_name, folder))
+        raise LoadError(_not_found(module_name, attr, folder))
     # Each instance runs the module's code itself (its own cold start, its own globals),
     # even when another instance in this process imported a file of the same name.
     sys.modules.pop(module_name, None)
@@ -99,7 +110,7 @@ def load_handler(entrypoint: str, source_dir: str) -> Handler:
     except ModuleNotFoundError as exc:
         # Missing module file vs. a missing import *inside* the user's module.
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise LoadError(_not_found(module_name, folder)) from None
+            raise LoadError(_not_found(module_name, attr, folder)) from None
         raise LoadError(f"Importing {module_name} failed: {_one_line(exc)}", exc) from None
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
@@ -115,22 +126,25 @@ def load_handler(entrypoint: str, source_dir: str) -> Handler:
         )
         where = getattr(module, "__file__", None) or module_name
         raise LoadError(
-            f"{where} has no {attr!r}: callables defined there: {', '.join(found) or 'none'}; "
-            f"set the entry point to {module_name}.<one of them>"
+            f"{where} has no {attr!r} (entry point {module_name}.{attr}): callables defined there: "
+            f"{', '.join(found) or 'none'}; set SF_HANDLER={module_name}.<one of them>"
         ) from None
     if not callable(handler):
         raise LoadError(
             f"{module_name}.{attr} is a {type(handler).__name__}, not a function: "
-            f"point the entry point at a function handler(event, context)"
+            "set SF_HANDLER to a function handler(event, context)"
         )
     return handler  # type: ignore[no-any-return]
 
 
-def _not_found(module_name: str, folder: str) -> str:
+def _not_found(module_name: str, attr: str, folder: str) -> str:
     files = sorted(p.stem for p in Path(folder).glob("*.py") if p.is_file())
     listing = ", ".join(f + ".py" for f in files[:20]) if files else "no .py files"
     file = module_name.replace(".", os.sep) + ".py"
-    return f"No {file} in {folder} (it has: {listing}): run from the function's folder or set SF_SOURCE_DIR"
+    return (
+        f"No {file} in {folder} for the entry point {module_name}.{attr} (it has: {listing}): "
+        "run from the function's folder or set SF_SOURCE_DIR"
+    )
 
 
 def _one_line(exc: BaseException) -> str:

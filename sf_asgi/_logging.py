@@ -123,7 +123,19 @@ def _flush(handler: logging.Handler) -> None:
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """sf_asgi's own lines on stdout."""
+    """sf_asgi's own lines on stdout: the one of the moment (pytest's capture swaps it)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._fixed = stream
+        super().__init__(stream)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout if self._fixed is None else self._fixed
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler's own assignment: the stream is the one given, or stdout's of the moment
 
     def write_system(self, text: str, flush: bool) -> None:
         """System lines already formatted, in one write (`system_lines` checked the level)."""
@@ -154,7 +166,9 @@ class TextFormatter(_OwnFormatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.levelno != logging.INFO:
-            message = f"[{record.levelname}]\t{getattr(record, 'request_id', '')}\t{message}"
+            request_id = getattr(record, "request_id", "")
+            prefix = f"[{record.levelname}]\t{request_id}\t" if request_id else f"[{record.levelname}]\t"
+            message = prefix + message
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
         return message
@@ -198,21 +212,24 @@ def setup_logging(log_format: str, level: str = "info") -> bool:
     if logger.level == logging.NOTSET or level != "info":  # a host app's own setting stays, unless asked
         logger.setLevel(level.upper())
     root = logging.getLogger()
-    if root.handlers:
-        return False  # the host app's logging (or pytest's): leave it alone
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(ROOT_FORMAT))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    configured = bool(root.handlers)  # the host app's logging, a server's (daphne's), or pytest's
+    if not configured:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(ROOT_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    # sf_asgi's own lines go to stdout in the platform's format whoever set up the root logger,
+    # unless the `sf_asgi` logger itself was given a handler: then it is the host's to route.
     global _own_handler
-    own = _StdoutHandler(sys.stdout)
-    own.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    logger.addHandler(own)
-    logger.propagate = False
-    _own_handler = own
+    if _own_handler is None and not logger.handlers:
+        own = _StdoutHandler()
+        own.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+        logger.addHandler(own)
+        logger.propagate = False
+        _own_handler = own
     # Not line-buffered: REPORT's flush (or a warning's) writes what an invocation printed,
     # in order; a terminal stays line-buffered as Python makes it.
-    return True
+    return not configured
 
 
 try:

@@ -26,7 +26,7 @@ from . import _wire
 from ._background import Event, Task, event_class, spawn
 from ._concurrency import QueueFull
 from ._config import Settings
-from ._loader import LoadError
+from ._loader import LoadError, check_source_dir
 from ._output import Output
 from ._process import Call, ProcessInstance, describe_exit, rss_mb
 from ._response import HTTPResponse, platform_error
@@ -87,6 +87,7 @@ class Pool:
 
     async def start(self) -> None:
         """Start `min_instances` and wait for their cold starts; LoadError if the code cannot be imported."""
+        check_source_dir(self.settings.handler, self.settings.source_dir)
         self._event = None  # this loop's
         self._watchdog = spawn(self._watch, name="sf_asgi watchdog")
         started = [self._new_instance() for _ in range(self.settings.min_instances)]

@@ -22,6 +22,7 @@ def sf_client() -> Iterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def make(handler: Any, **settings: Any) -> Client:
+        __tracebackhide__ = True
         client = Client(handler, **settings)
         client.__enter__()
         clients.append(client)

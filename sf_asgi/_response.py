@@ -16,6 +16,7 @@ import re
 import traceback
 from typing import Any
 
+from ._deepjson import top_level_fields
 from ._event import canonical_header_key, is_token
 from ._loader import user_frames
 from ._types import ErrorBody
@@ -82,10 +83,7 @@ def render_result(text: str | None, result: Any = _UNSET) -> HTTPResponse:
         if response is not None:
             return response
     elif text is not None and (result is _UNSET or "NaN" in text or "Infinity" in text or _plain_size(result) < 0):
-        try:
-            result = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise MalformedResult(str(exc)) from None
+        result = _read_back(text)
     if result is None:
         return HTTPResponse(200, [], b"")
     if not isinstance(result, dict):
@@ -132,8 +130,8 @@ def _render_plain(result: dict[str, Any]) -> HTTPResponse | None:
     if headers:
         for name, value in headers.items():
             wire = _wire_names.get(name)
-            if wire is None or (value and not value.isprintable()):
-                return None  # a name not seen yet, or a value to look at closely
+            if wire is None or (value and (not value.isprintable() or value[0] == " " or value[-1] == " ")):
+                return None  # a name not seen yet, or a value to look at closely (or trim)
             if wire:  # b"": dropped
                 out.append((wire, value.encode() if value else b""))
         # Two names that differ in case only are one header (SPEC §4): the general path merges them.
@@ -244,7 +242,8 @@ def _merge_headers(headers: Any, multi: Any) -> list[tuple[bytes, bytes]]:
             # isprintable() is a fast first look: what passes it holds no control character.
             if not value.isprintable() and _BAD_VALUE.search(value):
                 raise MalformedResult(f"the value of header {name} holds a control character (CR, LF or NUL)")
-            out.append((raw_name, _utf8(value)))
+            # Go's server trims spaces and tabs around a value as it writes it (textproto.TrimString).
+            out.append((raw_name, _utf8(value.strip(" \t"))))
     return out
 
 
@@ -281,6 +280,20 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from "\udXXX" escapes become U+FFFD, as in Go
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
+def _read_back(text: str) -> Any:
+    """The runtime's JSON text read as the platform's decoder reads it; MalformedResult if it cannot."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise MalformedResult(str(exc)) from None
+    except RecursionError:
+        pass  # deeper than Python reads, yet Go may read it: only the response's own fields matter
+    try:
+        return top_level_fields(text, _PLAIN_FIELDS, _reject_constant)
+    except ValueError as exc:
+        raise MalformedResult(str(exc)) from None
 
 
 def _reject_constant(name: str) -> Any:

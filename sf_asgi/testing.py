@@ -104,8 +104,12 @@ def make_context(**overrides: Any) -> Context:
 
     Takes `request_id`, `function_name`, `function_version`, `log_group_name`,
     `memory_limit_in_mb`, `timeout` (seconds, sets the deadline), `iam_token`,
-    `token` (the whole dict) and `deadline_ms`.
+    `token` (the access token as a string, or the whole dict, or None) and `deadline_ms`.
     """
+    token = overrides.get("token")
+    if isinstance(token, str):  # the common case: the access token, dressed as the platform hands it out
+        overrides = {**overrides, "iam_token": token}
+        del overrides["token"]
     unknown = set(overrides) - set(_CONTEXT_SETTINGS) - set(_CONTEXT_ATTRIBUTES)
     if unknown:
         known = ", ".join(sorted([*_CONTEXT_SETTINGS, *_CONTEXT_ATTRIBUTES]))
@@ -270,9 +274,15 @@ class Client(httpx.Client):
         super().__init__(transport=_Transport(self.app, self._portal, client), base_url=base_url)
 
     def __enter__(self) -> Client:
+        __tracebackhide__ = True  # pytest shows the test's line, not sf_asgi's frames
         super().__enter__()
         self._running = _lifespan(self.app)
-        self._portal.call(self._running.__aenter__())
+        try:
+            self._portal.call(self._running.__aenter__())
+        except RuntimeError as exc:  # the startup failed: its message names the fix
+            self._running = None
+            self._portal.stop()
+            raise RuntimeError(str(exc)) from None
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

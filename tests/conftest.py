@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import textwrap
@@ -13,6 +14,11 @@ import pytest
 
 from sf_asgi import FunctionApp
 from sf_asgi.testing import _lifespan
+
+# In-process tests read sf_asgi's records with caplog: a handler of the host's (this one) keeps
+# sf_asgi from writing them to stdout itself (see setup_logging), so they reach pytest's handlers.
+logging.getLogger("sf_asgi").addHandler(logging.NullHandler())
+logging.getLogger("sf_asgi").propagate = True
 
 ECHO = """
 import json

@@ -81,17 +81,19 @@ def test_variables_fill_in_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> Non
     ("argv", "env", "message"),
     [
         (["index.handler", "--timout", "3"], {}, "did you mean --timeout?"),
-        (["index.handler", "--timeout", "soon"], {}, "--timeout='soon' is not a number"),
+        (["index.handler", "--timeout", "soon"], {}, "--timeout 'soon' is not a number; e.g. --timeout 10.0"),
         (["index.handler", "--timeout", "4000"], {}, "platform allows 600"),
-        (["index.handler", "--memory", "big"], {}, "--memory='big' is not a whole number"),
+        (["index.handler", "--memory", "big"], {}, "--memory 'big' is not a whole number"),
         (["index.handler", "--port", "70000"], {}, "port number from 0 to 65535"),
-        (["index.handler", "--workers", "0"], {}, "SF_WORKERS must be 1 or more"),
+        (["index.handler", "--workers", "0"], {}, "--workers must be 1 or more"),
         (["index.handler", "--log-format", "xml"], {}, "must be 'text' or 'json'"),
         ([], {}, "name the handler: sf-asgi <file>.<function>"),
         (["index"], {}, "is not <file>.<function>"),
         (["index.handler", "--source", "/no/such/folder"], {}, "no such folder"),
         (["index.handler", "--env-file", "/no/such/file"], {}, "cannot read the env file"),
         (["index.handler"], {"SF_RELOAD": "maybe"}, "SF_RELOAD='maybe' is not true or false"),
+        (["index.handler"], {"SF_TIMEOUT": "-1"}, "SF_TIMEOUT=-1 is out of range"),
+        (["index.handler", "--timeout", "-1"], {}, "--timeout -1 is out of range"),
     ],
 )
 def test_wrong_flags_or_values_exit_2_naming_the_fix(

@@ -98,7 +98,8 @@ def test_missing_attribute_lists_the_callables(write_function: Callable[..., Pat
     )
     with pytest.raises(LoadError) as info:
         load_handler("index.handlr", str(folder))
-    assert "has no 'handlr': callables defined there: Thing, handler, helper;" in str(info.value)
+    message = str(info.value)
+    assert "has no 'handlr' (entry point index.handlr): callables defined there: Thing, handler, helper;" in message
 
 
 def test_not_callable(write_function: Callable[..., Path]) -> None:
