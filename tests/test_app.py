@@ -77,6 +77,7 @@ async def test_lifespan_imports_the_handler_at_startup(write_function: Callable[
         ("handler = 3", "index.handler", {}, "sf_asgi: index.handler is a int, not a function"),
         ("import missing_dependency_xyz", "index.handler", {}, "sf_asgi: Importing index failed: ModuleNotFoundError"),
         ("x = 1", "index.handler", {"SF_TIMEOUT": "abc"}, "sf_asgi: SF_TIMEOUT='abc' is not a number"),
+        ("x = 1", "nope.handler", {}, "for the entry point nope.handler (it has: index.py)"),
     ],
 )
 async def test_lifespan_startup_failures_name_the_fix(
@@ -95,7 +96,36 @@ async def test_lifespan_startup_failures_name_the_fix(
         monkeypatch.setenv(name, value)
     sent = await lifespan(FunctionApp())
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
-    assert sent[0]["message"].startswith(first_line)
+    assert sent[0]["message"].startswith(first_line) or first_line in sent[0]["message"]
+    assert "source_dir" not in sent[0]["message"]  # run from the environment: named as SF_* variables
+
+
+@pytest.mark.parametrize(
+    ("via", "settings", "words", "not_words"),
+    [
+        ("env", {}, ["set SF_SOURCE_DIR", "entry point nope.handler"], ["--source", "source_dir"]),
+        ("cli", {}, ["pass --source", "entry point nope.handler"], ["SF_SOURCE_DIR"]),
+        ("code", {"handler": "nope.handler"}, ["set source_dir", "entry point nope.handler"], ["SF_SOURCE_DIR"]),
+    ],
+)
+async def test_startup_errors_name_settings_the_way_they_were_given(
+    write_function: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    via: str,
+    settings: dict[str, str],
+    words: list[str],
+    not_words: list[str],
+) -> None:
+    monkeypatch.chdir(write_function("x = 1"))
+    if via == "cli":
+        monkeypatch.setenv("_SF_ASGI_VIA", "cli")  # what the sf-asgi command sets for its server
+    if not settings:
+        monkeypatch.setenv("SF_HANDLER", "nope.handler")
+    message = (await lifespan(FunctionApp(**settings)))[0]["message"]
+    for word in words:
+        assert word in message
+    for word in not_words:
+        assert word not in message
 
 
 async def test_module_level_app_uses_the_environment(
@@ -235,6 +265,35 @@ async def test_websocket_is_refused() -> None:
 
     await FunctionApp(lambda e, c: None)({"type": "websocket", "path": "/"}, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1003}]
+
+
+async def test_connect_is_refused_with_405() -> None:
+    called: list[Any] = []
+    async with client(FunctionApp(lambda e, c: called.append(e))) as http:
+        response = await http.request("CONNECT", "/")
+    assert response.status_code == 405
+    assert response.json()["errorType"] == "MethodNotAllowed"
+    assert called == []
+
+
+@pytest.mark.parametrize("raised", [GeneratorExit("bye"), SystemExit(3), KeyboardInterrupt("ki"), ValueError("v")])
+@pytest.mark.parametrize("kind", ["def", "async def"])
+async def test_any_base_exception_from_a_handler_is_a_user_error(
+    write_function: Callable[..., Path], raised: BaseException, kind: str
+) -> None:
+    def handler(event: Any, context: Any) -> Any:
+        raise raised
+
+    async def ahandler(event: Any, context: Any) -> Any:
+        raise raised
+
+    async with client(FunctionApp(handler if kind == "def" else ahandler)) as http:
+        failed = await http.get("/")
+        after = await http.get("/")
+    assert failed.status_code == 502
+    assert failed.json()["errorType"] == type(raised).__name__
+    assert failed.json()["errorMessage"] == str(raised)
+    assert after.status_code == 502  # served again: the instance and the server live on
 
 
 async def test_head_request() -> None:

@@ -166,6 +166,44 @@ def test_cli_runs_the_function_with_its_env_file(tmp_path: Path) -> None:
         assert httpx.get(srv.url, timeout=5).text == "hello 256 True"
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from sf_asgi import __version__
+
+    with pytest.raises(SystemExit) as info:
+        resolve(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sf-asgi {__version__}"
+
+
+@pytest.mark.parametrize("reload", [False, True])
+def test_a_startup_error_names_the_flags_and_looks_the_same_with_reload(tmp_path: Path, reload: bool) -> None:
+    (tmp_path / "index.py").write_text("def handler(e, c): pass\n")
+    port = free_port()
+    args = [sys.executable, "-m", "sf_asgi", "idx.handler", "--port", str(port), *(["--reload"] if reload else [])]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=server_env({}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:  # bounded: the line comes within a second or two
+            line = proc.stdout.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            if "sf_asgi: " in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    error = next(line for line in lines if "sf_asgi: " in line).rstrip("\n")
+    assert error == (
+        f"ERROR:    sf_asgi: No idx.py in {tmp_path} for the entry point idx.handler (it has: index.py): "
+        "run from the function's folder or pass --source"
+    )
+
+
 def test_python_m_and_bad_env_file_exit_2(tmp_path: Path) -> None:
     (tmp_path / "index.py").write_text("def handler(e, c): pass\n")
     (tmp_path / ".env").write_text("BAD-NAME=1\n")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from sf_asgi import FunctionApp, Settings
-from sf_asgi._config import ConfigError, env_name
+from sf_asgi._config import ConfigError, env_name, in_words
 
 
 def test_defaults() -> None:
@@ -107,3 +107,26 @@ def test_function_app_reads_env_when_first_used(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SF_HANDLER", "other.handler")
     assert app.settings.timeout == 7
     assert app.settings.handler == "index.handler"  # the argument wins
+
+
+@pytest.mark.parametrize(
+    ("message", "via", "expected"),
+    [
+        ("or set SF_SOURCE_DIR", "env", "or set SF_SOURCE_DIR"),
+        ("or set SF_SOURCE_DIR", "cli", "or pass --source"),
+        ("or set SF_SOURCE_DIR", "code", "or set source_dir"),
+        ("e.g. SF_TIMEOUT=10.0", "cli", "e.g. --timeout 10.0"),
+        ("e.g. SF_TIMEOUT=10.0", "code", "e.g. timeout=10.0"),
+        ("SF_MEMORY_LIMIT_MB must be 1 or more", "cli", "--memory must be 1 or more"),
+        ("set SF_HANDLER=index.<one of them>", "cli", "run sf-asgi index.<one of them>"),
+        ("set SF_HANDLER=index.<one of them>", "code", "set handler=index.<one of them>"),
+        ("SF_HANDLER is not set", "cli", "the ENTRYPOINT is not set"),
+        ("SF_NOT_A_SETTING stays", "cli", "SF_NOT_A_SETTING stays"),
+    ],
+)
+def test_messages_name_settings_the_way_they_were_given(message: str, via: str, expected: str) -> None:
+    assert in_words(message, via) == expected
+
+
+def test_settings_given_as_variables_keep_their_names() -> None:
+    assert in_words("SF_TIMEOUT=-1 and SF_PORT", "cli", keep={"timeout"}) == "SF_TIMEOUT=-1 and --port"

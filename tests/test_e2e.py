@@ -315,3 +315,99 @@ def test_log_level_warning_drops_the_system_lines_but_not_errors(tmp_path: Path)
         log = srv.log
     assert "START RequestID" not in log and "REPORT RequestID" not in log
     assert "shown anyway" in log
+
+
+BAD_INPUTS = """
+def handler(event, context):
+    if not isinstance(event, dict) or "httpMethod" not in event:  # ?integration=raw
+        return {"kind": type(event).__name__, "size": len(event) if isinstance(event, (str, list)) else 0}
+    do = event["queryStringParameters"].get("do")
+    if do == "deep":
+        extra = {}
+        for _ in range(980):
+            extra = {"a": extra}
+        return {"statusCode": 201, "body": "deep", "extra": extra}
+    if do == "generator_exit":
+        raise GeneratorExit("bye")
+    if do == "spaces":
+        return {"statusCode": 200, "headers": {"X-Spaced": " v ", "X-Tabbed": "\\tw x\\t"}, "body": "ok"}
+    return {"statusCode": 200, "headers": {"x-my-header": "1"}, "multiValueHeaders": {"set-cookie": ["a=1"]}, "body": "ok"}
+"""
+
+
+@pytest.fixture(params=["httptools-process", "h11-process", "httptools-thread", "h11-thread"])
+def bad_inputs_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    http, isolation = request.param.split("-")
+    (tmp_path / "index.py").write_text(textwrap.dedent(BAD_INPUTS))
+    env = {"SF_HANDLER": "index.handler", "SF_ISOLATION": isolation}
+    with uvicorn(tmp_path, env, ["--http", http]) as srv:
+        yield srv
+
+
+def test_bad_inputs_get_the_platforms_answer_and_the_server_serves_on(bad_inputs_server: Server) -> None:
+    srv = bad_inputs_server
+    with httpx.Client(base_url=srv.url, timeout=10) as http:
+        nested = b"[" * 100_000 + b"]" * 100_000  # deeper than json.loads reads: passed as its text
+        raw = http.post("/?integration=raw", content=nested)
+        deep = http.get("/", params={"do": "deep"})  # Go reads 980 levels; Python's loads may not
+        generator_exit = http.get("/", params={"do": "generator_exit"})
+        ok = http.get("/")
+    assert (raw.status_code, raw.json()) == (200, {"kind": "str", "size": 200_000})
+    assert (deep.status_code, deep.text) == (201, "deep")
+    assert generator_exit.status_code == 502
+    assert generator_exit.headers["x-function-error"] == "true"
+    assert generator_exit.json()["errorType"] == "GeneratorExit"
+    assert generator_exit.json()["errorMessage"] == "bye"
+    assert ok.status_code == 200
+    assert_clean_log(srv)
+    assert "please report this as a bug" not in srv.log
+
+
+def test_header_values_are_trimmed_on_the_wire(bad_inputs_server: Server) -> None:
+    answer = raw_request(bad_inputs_server.port, b"GET /?do=spaces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = answer.partition(b"\r\n\r\n")[0].decode().lower()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert "\r\nx-spaced: v\r\n" in head
+    assert "\r\nx-tabbed: w x\r\n" in head
+    assert_clean_log(bad_inputs_server)
+
+
+def test_connect_is_refused_without_a_traceback(bad_inputs_server: Server) -> None:
+    answer = raw_request(bad_inputs_server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    if bad_inputs_server.proc.args[-1] == "httptools":  # type: ignore[index]
+        assert answer.startswith(b"HTTP/1.1 400 ")  # httptools' parser refuses it before the app sees it
+    else:
+        assert answer.startswith(b"HTTP/1.1 405 ")
+        assert b'"errorType": "MethodNotAllowed"' in answer
+    ok = httpx.get(f"{bad_inputs_server.url}/", timeout=10)
+    assert ok.status_code == 200
+    assert_clean_log(bad_inputs_server)
+
+
+@pytest.mark.parametrize(("http", "names"), [("httptools", "lower"), ("h11", "as-sent")])
+def test_header_name_case_on_the_wire_is_the_http_implementations(tmp_path: Path, http: str, names: str) -> None:
+    """What the README says about header-name case: Go-canonical in sf_asgi, then as the server writes it."""
+    (tmp_path / "index.py").write_text(textwrap.dedent(BAD_INPUTS))
+    with uvicorn(tmp_path, {"SF_HANDLER": "index.handler"}, ["--http", http]) as srv:
+        answer = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = answer.partition(b"\r\n\r\n")[0].decode()
+    if names == "lower":
+        assert "\r\nx-my-header: 1" in head and "\r\nset-cookie: a=1" in head and "\r\ncontent-length: 2" in head
+    else:
+        assert "\r\nX-My-Header: 1" in head and "\r\nSet-Cookie: a=1" in head
+        assert "\r\ncontent-length: 2" in head  # written by sf_asgi in lower case, as ASGI servers expect
+
+
+@pytest.mark.parametrize(
+    ("args", "believed"),
+    [
+        ([], True),  # uvicorn's own default: --proxy-headers, trusting 127.0.0.1
+        (["--no-proxy-headers"], False),
+        (["--forwarded-allow-ips", "10.9.9.9"], False),
+    ],
+)
+def test_uvicorn_proxy_headers_decide_the_source_ip(tmp_path: Path, args: list[str], believed: bool) -> None:
+    with uvicorn(ROOT / "demo", {"SF_HANDLER": "index.handler"}, args, log_dir=tmp_path) as srv:
+        event = httpx.get(f"{srv.url}/", headers={"X-Forwarded-For": "6.6.6.6"}, timeout=10).json()["event"]
+    source_ip = event["requestContext"]["identity"]["sourceIp"]
+    assert source_ip == ("6.6.6.6" if believed else "127.0.0.1")

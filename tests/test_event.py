@@ -258,6 +258,9 @@ def test_content_type_decides_the_body_by_its_last_value() -> None:
         (b"hello there", "hello there"),
         (b"", ""),
         (b"\xff", "\ufffd"),
+        # Nested deeper than json.loads reads: passed as its text, as any body that is not JSON.
+        (b"[" * 100_000 + b"]" * 100_000, "[" * 100_000 + "]" * 100_000),
+        (b'{"a": ' * 5_000 + b"1" + b"}" * 5_000, '{"a": ' * 5_000 + "1" + "}" * 5_000),
     ],
 )
 def test_raw_event(body: bytes, expected: Any) -> None:

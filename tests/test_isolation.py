@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -44,6 +45,9 @@ def test_every_server_survives_stuck_and_crashing_instances(folder: Path, server
     assert wait_until(lambda: not any(alive(pid) for pid in pids)), f"instances outlived {server}"
     log = srv.log
     assert "/sf_asgi/" not in log, log  # no traceback of sf_asgi's own
+    # sf_asgi's own lines in the platform's format, also where the server set up logging first (daphne).
+    assert re.search(r"^Instance 1 \(pid \d+\) started in", log, re.M), log
+    assert re.search(r"^START RequestID: [0-9a-f-]{36} Version: \$latest$", log, re.M), log
 
 
 def test_thread_isolation_under_trio_refuses_at_startup_naming_the_fix(folder: Path) -> None:

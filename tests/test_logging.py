@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -255,3 +258,24 @@ def test_system_lines_written_without_a_record_match_the_full_path(formatter: lo
         outputs.append(stream.getvalue())
     assert outputs[0] == outputs[1]
     assert outputs[0].count("\n") == 3
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_system_lines_go_to_stdout_when_the_server_set_up_logging_first(tmp_path: Path, isolation: str) -> None:
+    """As daphne does: the root logger already writes to stderr in the server's format."""
+    (tmp_path / "index.py").write_text("def handler(event, context):\n    return {'body': 'ok'}\n")
+    script = f"""
+import logging, sys
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)-8s %(message)s")
+from sf_asgi.testing import Client
+with Client("index.handler", source_dir={str(tmp_path)!r}, isolation={isolation!r}) as client:
+    assert client.get("/").text == "ok"
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^START RequestID: \S+ Version: \$latest$", result.stdout, re.M), result
+    assert re.search(r"^REPORT RequestID: ", result.stdout, re.M)
+    assert "RequestID" not in result.stderr

@@ -48,6 +48,11 @@ VALID: list[tuple[Any, int, list[tuple[str, str]], bytes]] = [
     ({"headers": {"x-a": "1", "X-B": "2", "X-A": "3"}}, 200, [("X-A", "3"), ("X-B", "2")], b""),
     ({"headers": {"Host": "h", "X-A": "1", "Date": "d"}}, 200, [("X-A", "1"), ("X-Yf-Remapped-Date", "d")], b""),
     ({"headers": {"X-Tab": "a\tb"}}, 200, [("X-Tab", "a\tb")], b""),
+    # Spaces and tabs around a value are trimmed, as Go's server trims them; inside, they stay.
+    ({"headers": {"X-A": " v "}}, 200, [("X-A", "v")], b""),
+    ({"headers": {"X-A": "\t a b \t"}}, 200, [("X-A", "a b")], b""),
+    ({"headers": {"X-A": "   "}}, 200, [("X-A", "")], b""),
+    ({"multiValueHeaders": {"Set-Cookie": [" a=1", "b=2\t"]}}, 200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], b""),
     ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
     ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
     ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),
@@ -347,3 +352,20 @@ async def test_exception_in_handler(caplog: pytest.LogCaptureFixture) -> None:
     assert "sf_asgi" not in "".join(body["stackTrace"])  # sf_asgi's own frames are left out
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any('"errorType": "KeyError"' in line for line in logged)
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [
+        (3_000, (201, b"deep")),  # deeper than json.loads reads; Go's decoder reads it
+        (9_999, (201, b"deep")),
+        (10_000, "nested more than 10000 levels"),  # past Go's limit: the malformed-response 502
+    ],
+)
+def test_a_result_nested_deeper_than_python_reads_is_read_as_go_reads_it(levels: int, expected: Any) -> None:
+    text = '{"statusCode": 201, "extra": ' + "[" * levels + "]" * levels + ', "body": "deep"}'
+    got = outcome(text)
+    if isinstance(expected, str):
+        assert expected in got
+    else:
+        assert (got.status, got.body) == expected

@@ -6,7 +6,10 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import pickle
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,11 @@ def test_make_context() -> None:
     assert (context.request_id, context.aws_request_id, context.token) == ("r-1", "r-1", {"access_token": "t"})
     assert 2000 < context.get_remaining_time_in_millis() <= 3000
     assert make_context(iam_token="x").token["access_token"] == "x"  # type: ignore[index]
+    # A string token, the common case, is the access token as the platform hands it out.
+    assert make_context(token="t1.kit-token").token == {
+        "access_token": "t1.kit-token", "expires_in": 43200, "token_type": "Bearer"
+    }  # fmt: skip
+    assert make_context(token=None).token is None
     assert set(vars(make_context())) == {
         "request_id", "aws_request_id", "function_name", "invoked_function_arn", "function_version",
         "log_stream_name", "log_group_name", "memory_limit_in_mb", "deadline_ms", "token",
@@ -231,6 +239,47 @@ def test_client_reports_a_failed_cold_start(tmp_path: Path) -> None:
     (tmp_path / "index.py").write_text("x = 1 / 0\n")
     with pytest.raises(RuntimeError, match="ZeroDivisionError"), Client("index.handler", source_dir=str(tmp_path)):
         pass
+
+
+def test_client_startup_errors_name_keywords_and_show_no_frames_of_sf_asgi(tmp_path: Path) -> None:
+    """Run as a user runs it: pytest in a folder of their own, where the source folder is wrong."""
+    (tmp_path / "index.py").write_text("def handler(event, context):\n    return {}\n")
+    (tmp_path / "test_user.py").write_text(
+        "def test_it(sf_client):\n    sf_client('index.handler', source_dir='demo')\n"
+        "def test_mistyped(sf_client):\n    sf_client('idx.handler')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "of the entry point index.handler does not exist: set source_dir to the function's folder" in out
+    assert "No idx.py in" in out and "for the entry point idx.handler" in out and "or set source_dir" in out
+    assert "SF_SOURCE_DIR" not in out
+    assert "sf_asgi/testing.py" not in out and "sf_asgi/_pytest_plugin.py" not in out  # the user's lines only
+
+
+@pytest.mark.parametrize("raised", [GeneratorExit("bye"), SystemExit(2), KeyboardInterrupt()])
+def test_invoke_reports_any_base_exception_as_a_user_error(raised: BaseException) -> None:
+    def handler(event: Any, context: Any) -> Any:
+        raise raised
+
+    result = invoke(handler)
+    assert result.status_code == 502
+    assert result.error is not None and result.error["errorType"] == type(raised).__name__
+
+
+def test_invoke_trims_header_values_as_the_wire_does() -> None:
+    result = invoke(lambda e, c: {"headers": {"X-A": " v\t"}, "multiValueHeaders": {"X-B": ["\t1 ", " 2"]}})
+    assert result.headers["X-A"] == "v"
+    assert result.headers.get_list("X-B") == ["1", "2"]
 
 
 def test_sf_client_fixture(sf_client: Any, tmp_path: Path) -> None:
