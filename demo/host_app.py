@@ -2,7 +2,7 @@
 
 cd demo && ../.venv/bin/uvicorn host_app:app --port 8000
 curl localhost:8000/health          # the host's own route
-curl 'localhost:8000/fn?x=1'        # the function, with the platform's event
+curl 'localhost:8000/fn/?x=1'       # the function, with the platform's event (/fn redirects to /fn/)
 """
 
 from pathlib import Path

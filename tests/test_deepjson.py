@@ -37,7 +37,10 @@ def test_depth(text: str, expected: int) -> None:
         ('{"statusCode": 201, "body": "x"}', {"statusCode": 201, "body": "x"}),
         ('{"extra": ' + nested(5_000) + ', "body": "after"}', {"body": "after"}),
         ('{"body": "before", "extra": ' + nested(5_000) + "}", {"body": "before"}),
-        ('{"headers": {"A": "1,2"}, "x": {"y": [1, 2]}, "statusCode": 200}', {"headers": {"A": "1,2"}, "statusCode": 200}),
+        (
+            '{"headers": {"A": "1,2"}, "x": {"y": [1, 2]}, "statusCode": 200}',
+            {"headers": {"A": "1,2"}, "statusCode": 200},
+        ),
         ('{"body": "a:b,c{d}"}', {"body": "a:b,c{d}"}),  # structure inside strings is text
         ('{"body": "1", "body": "2"}', {"body": "2"}),  # the last one wins, as in Go
         ("[" + nested(3_000) + "]", []),  # not an object: the caller says so
@@ -61,5 +64,5 @@ def test_a_wanted_field_too_deep_to_read_is_too_deep() -> None:
 
 
 def test_matches_json_loads_where_both_read() -> None:
-    text = json.dumps({"statusCode": 404, "body": "x\u00e9\\\"", "headers": {"K": "v"}, "other": [{"a": [1]}]})
+    text = json.dumps({"statusCode": 404, "body": 'x\u00e9\\"', "headers": {"K": "v"}, "other": [{"a": [1]}]})
     assert top_level_fields(text, FIELDS) == {k: v for k, v in json.loads(text).items() if k in FIELDS}

@@ -331,7 +331,8 @@ def handler(event, context):
         raise GeneratorExit("bye")
     if do == "spaces":
         return {"statusCode": 200, "headers": {"X-Spaced": " v ", "X-Tabbed": "\\tw x\\t"}, "body": "ok"}
-    return {"statusCode": 200, "headers": {"x-my-header": "1"}, "multiValueHeaders": {"set-cookie": ["a=1"]}, "body": "ok"}
+    headers = {"x-my-header": "1"}
+    return {"statusCode": 200, "headers": headers, "multiValueHeaders": {"set-cookie": ["a=1"]}, "body": "ok"}
 """
 
 

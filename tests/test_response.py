@@ -52,7 +52,12 @@ VALID: list[tuple[Any, int, list[tuple[str, str]], bytes]] = [
     ({"headers": {"X-A": " v "}}, 200, [("X-A", "v")], b""),
     ({"headers": {"X-A": "\t a b \t"}}, 200, [("X-A", "a b")], b""),
     ({"headers": {"X-A": "   "}}, 200, [("X-A", "")], b""),
-    ({"multiValueHeaders": {"Set-Cookie": [" a=1", "b=2\t"]}}, 200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], b""),
+    (
+        {"multiValueHeaders": {"Set-Cookie": [" a=1", "b=2\t"]}},
+        200,
+        [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+        b"",
+    ),
     ({"multiValueHeaders": {"X-A": ["1", "2"]}}, 200, [("X-A", "1"), ("X-A", "2")], b""),
     ({"multiValueHeaders": {"X-A": None}}, 200, [], b""),
     ({"multiValueHeaders": {"X-A": ["1", None]}}, 200, [("X-A", "1"), ("X-A", "")], b""),

@@ -71,7 +71,12 @@ def test_a_failed_install_is_tried_again(checkout: Path) -> None:
 def test_an_old_python_gets_one_line_before_any_venv(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
     old = tmp_path / "python3.10"
-    _executable(old, "#!/bin/sh\nexec " + sys.executable + ' -c "import sys; sys.version_info = (3, 10, 12); exec(sys.argv[1])" "$2"\n')
+    _executable(
+        old,
+        "#!/bin/sh\nexec "
+        + sys.executable
+        + ' -c "import sys; sys.version_info = (3, 10, 12); exec(sys.argv[1])" "$2"\n',
+    )
     result = dev_env(tmp_path, PYTHON=str(old))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
