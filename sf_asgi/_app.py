@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -12,29 +13,24 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from . import _reload
+import anyio
+
+from . import _reload, _timers, _triggers
 from ._background import Task, library, spawn
-from ._concurrency import InvocationTimeout, QueueFull, Sweeper
+from ._concurrency import QueueFull, Sweeper
 from ._config import VIA_VARIABLE, ConfigError, Settings, in_words
-from ._context import Context
+from ._cron import Schedule, parse_timers
 from ._event import build_event, build_raw_event, new_request_ids, parse_query
-from ._instance import Instance, UserCodeError
+from ._instance import Instance
+from ._invocation import queue_full, respond, respond_call, run_event
 from ._loader import LoadError
 from ._logging import logger, request_id_var, setup_logging
 from ._output import Output
 from ._pool import ClientGone, Pool, Waiter
-from ._process import Call
 from ._response import (
     MAX_PAYLOAD,
     HTTPResponse,
-    MalformedResult,
-    error_response,
-    malformed_response,
     platform_error,
-    raw_response,
-    render_result,
-    result_text,
-    user_error_response,
     wire_headers,
 )
 from ._types import Handler, Receive, Scope, Send
@@ -54,6 +50,8 @@ class FunctionApp:
 
     def __init__(self, handler: str | Handler | None = None, **settings: Any) -> None:
         Settings.check_names(settings, "FunctionApp()")
+        if isinstance(settings.get("timer"), list | tuple):  # timer=["0 9 ? * * *=morning", ...]
+            settings["timer"] = "\n".join(settings["timer"])
         if isinstance(handler, str):
             settings["handler"] = handler
             handler = None
@@ -73,6 +71,8 @@ class FunctionApp:
         self._settings: Settings | None = None
         self._started = False
         self._reloader: Task | None = None
+        self._in_background = 0  # async invocations and timer firings in flight
+        self._timers: Task | None = None
         # Listening for a client that leaves starts only once an invocation has run for a
         # while: a listener task per request would cost more than the rest of the request path.
         self._watcher: Sweeper[_Watch] = Sweeper(_WATCH_AFTER, _listen_if_slow)
@@ -133,9 +133,26 @@ class FunctionApp:
         self._started = True
         if isinstance(target, Instance):
             await target.load()
-            return
-        self._watch_edits(target)
-        await target.start()
+        else:
+            self._watch_edits(target)
+            await target.start()
+        self._start_timers()
+
+    def _start_timers(self) -> None:
+        """Timer triggers (SF_TIMER) fire on the same instances as the requests."""
+        timers = parse_timers(self.settings.timer)
+        if timers and self._timers is None:
+            for schedule, payload in timers:
+                logger.info("Timer trigger %r will fire with payload %r", schedule.text, payload)
+            self._timers = spawn(_timers.run, timers, self._fire_timer, name="sf_asgi timers")
+
+    async def _fire_timer(self, schedule: Schedule, payload: str) -> None:
+        target = self._configure()
+        event = _triggers.timer(payload, trigger_id=_trigger_id(schedule.text))
+        request_id = new_request_ids()[0]
+        logger.info("Timer %r fired: invocation %s", schedule.text, request_id)
+        self._in_background += 1
+        await self._background_invocation(target, event, request_id, "Timer invocation")
 
     def _reload(self, paths: list[str]) -> None:
         shown = ", ".join(os.path.relpath(path, self.settings.source_dir) for path in paths[:3])
@@ -151,6 +168,10 @@ class FunctionApp:
 
     async def shutdown(self) -> None:
         self._watcher.close()
+        if self._timers is not None:
+            self._timers.cancel()
+            self._timers = None
+        await self._drain_background()
         if self._reloader is not None:
             self._reloader.cancel()
             self._reloader = None
@@ -247,8 +268,12 @@ class FunctionApp:
             if isinstance(request, HTTPResponse):
                 response: HTTPResponse | None = request
             else:
-                event, raw = request
-                if instance is not None:
+                event, integration = request
+                raw = integration == "raw"
+                if integration == "async":
+                    self._run_async(instance or pool, event, request_id)  # type: ignore[arg-type]
+                    response = _accepted(request_id)
+                elif instance is not None:
                     response = await respond(instance, event, request_id, raw)
                 else:
                     assert pool is not None
@@ -272,6 +297,45 @@ class FunctionApp:
             return
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
+
+    def _run_async(self, target: Instance | Pool, event: Any, request_id: str) -> None:
+        """`?integration=async`: the invocation runs in the background; its outcome goes to the log."""
+        self._in_background += 1
+        spawn(self._background_invocation, target, event, request_id, name="sf_asgi async invocation")
+
+    async def _background_invocation(
+        self, target: Instance | Pool, event: Any, request_id: str, what: str = "Async invocation"
+    ) -> None:
+        try:
+            _, response = await run_event(target, event, raw=True, request_id=request_id)
+            # The platform can send the outcome to a queue; sf_asgi logs it (an error is logged already).
+            if response.error is None:
+                text = response.body.decode("utf-8", "replace")
+                shown = text if len(text) <= 4096 else f"{text[:4096]}... ({len(text)} characters)"
+                logger.info("%s %s returned: %s", what, request_id, shown)
+            else:
+                logger.warning("%s %s ended with a %d", what, request_id, response.status)
+        except Exception:  # the server goes on serving; this is sf_asgi's own fault
+            logger.exception("sf_asgi failed to run %s %s; please report this as a bug", what.lower(), request_id)
+        finally:
+            self._in_background -= 1
+
+    async def _drain_background(self) -> None:
+        """Async invocations and timer firings in flight finish (each within its timeout) before the pool closes."""
+        limit = time.monotonic() + (self.settings.timeout or 60.0) + 2.0
+        while self._in_background and time.monotonic() < limit:
+            await anyio.sleep(0.01)
+
+    async def invoke_event(self, event: Any, raw: bool = True) -> tuple[str, HTTPResponse]:
+        """One invocation without HTTP (a trigger, `sf-asgi invoke`): its request id and the platform's response."""
+        target = self._configure()
+        if isinstance(target, Pool):
+            self._start_lazily(target)
+        self._in_background += 1
+        try:
+            return await run_event(target, event, raw)
+        finally:
+            self._in_background -= 1
 
     def _start_lazily(self, pool: Pool) -> None:
         """No lifespan ran (daphne, a host app that does not forward it): the first request starts the pool."""
@@ -297,49 +361,20 @@ async def _respond_process(
             await _send(send, platform_error(503, "ShuttingDown", "The server stopped before the invocation ended"))
         return None
     except QueueFull:
-        return _queue_full(pool.waiting, pool.settings.max_queue)
+        return queue_full(pool.waiting, pool.settings.max_queue)
     except ClientGone:
         logger.info("Client left while request %s waited for an instance", request_id)
         return None
     return respond_call(call, request_id, raw)
 
 
-def respond_call(call: Call, request_id: str, raw: bool) -> HTTPResponse:
-    """A process instance's outcome as the platform answers it (SPEC §4, §5, §6)."""
-    if call.failure is not None:
-        return call.failure
-    meta = call.meta
-    if not meta.get("ok"):
-        response = user_error_response(meta.get("error") or {"errorMessage": "", "errorType": "Exception"})
-        logger.error("Invocation %s failed: %s", request_id, response.body.decode("utf-8"))
-        return response
-    if "too_large" in meta:
-        size = int(meta["too_large"])
-        logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, size)
-        return platform_error(502, "ResponseTooLarge", f"Function response is {size} bytes, over the 3.5 MB limit")
-    text = call.payload.decode("utf-8")
-    if raw:
-        return raw_response(text)
-    try:
-        return render_result(text)
-    except MalformedResult as exc:
-        logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
-        return malformed_response(text)
-
-
-def _queue_full(waiting: int, max_queue: int) -> HTTPResponse:
-    return platform_error(
-        429,
-        "TooManyRequests",
-        f"All executors are overloaded: {waiting} requests are already waiting (SF_MAX_QUEUE={max_queue})",
-    )
-
-
-def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, bool] | HTTPResponse:
-    """(event, whether it is `?integration=raw`), or the 413 for an event over the limit."""
+def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[Any, str] | HTTPResponse:
+    """(event, its integration: "http", "raw" or "async"), or the 413 for an event over the limit."""
     query: bytes = scope.get("query_string", b"")
-    if b"integration" in query and parse_query(query)[0].get("integration") == "raw":
-        return build_raw_event(body), True
+    if b"integration" in query:
+        integration = parse_query(query)[0].get("integration")
+        if integration in ("raw", "async"):  # both pass the body as it is (SPEC §7)
+            return build_raw_event(body), integration
     event = build_event(
         scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, time.time()
     )
@@ -348,33 +383,18 @@ def _event(scope: Scope, body: bytes, request_id: str, trace_id: str) -> tuple[A
         size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         if size > MAX_PAYLOAD:
             return _too_large(size)
-    return event, False
+    return event, "http"
 
 
-async def respond(
-    instance: Instance, event: Any, request_id: str, raw: bool = False, context: Context | None = None
-) -> HTTPResponse:
-    """Run one invocation and answer as the platform would: the one path from result to response."""
-    try:
-        result, text = await instance.invoke(event, request_id, context)
-    except QueueFull:
-        return _queue_full(instance.waiting, instance.settings.max_queue)
-    except InvocationTimeout:
-        return platform_error(504, "Timeout", f"Function timed out after {instance.settings.timeout:g} s (SF_TIMEOUT)")
-    except UserCodeError as exc:
-        response = error_response(exc.error)
-        logger.error("Invocation %s failed: %s", request_id, response.body.decode("utf-8"))
-        return response
-    if text is not None and len(text) > MAX_PAYLOAD:
-        logger.error("Invocation %s returned %d bytes, over the 3.5 MB limit", request_id, len(text))
-        return platform_error(502, "ResponseTooLarge", f"Function response is {len(text)} bytes, over the 3.5 MB limit")
-    if raw:
-        return raw_response(result_text(result, text))
-    try:
-        return render_result(text, result)
-    except MalformedResult as exc:
-        logger.error("Invocation %s returned a malformed response: %s", request_id, exc)
-        return malformed_response(result_text(result, text))
+def _trigger_id(text: str) -> str:
+    """One trigger id per schedule, the same at every firing, as a real trigger's [choice]."""
+    digest = hashlib.sha1(text.encode()).hexdigest()
+    return "a1s" + digest[:17]
+
+
+def _accepted(request_id: str) -> HTTPResponse:
+    """`?integration=async`: the platform answers 202 at once [choice: no body; the request id, to find the log]."""
+    return HTTPResponse(202, [(b"x-request-id", request_id.encode())], b"")
 
 
 class _Watch:

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{field.metadata['help']} [{env_name(field.name)}]"
         if field.name == "handler":
             parser.add_argument("handler", nargs="?", metavar="ENTRYPOINT", help=f"{help_text}, e.g. index.handler")
+        elif field.name == "timer":  # repeatable: one trigger each
+            parser.add_argument(
+                "--timer", dest="timer", action="append", metavar="CRON[=PAYLOAD]", help=help_text, default=None
+            )
         elif isinstance(field.default, bool):
             flag = flag_for(field.name)
             parser.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
@@ -93,6 +97,8 @@ def resolve(argv: Sequence[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {name: value for name, value in vars(args).items() if value is not None}
+    if "timer" in given:
+        given["timer"] = "\n".join(given["timer"])
     try:
         settings = Settings.from_env(**given)
         if not settings.handler:

@@ -110,6 +110,13 @@ class Settings:
     env_file: str = dataclasses.field(
         default="", metadata={"help": "the function's own environment variables (KEY=VALUE lines), set before import"}
     )
+    timer: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "a timer trigger: CRON[=PAYLOAD], the platform's six-field cron in UTC, e.g. '*/5 * ? * * *=ping' "
+            "(repeat the flag for more; one a line in the variable)"
+        },
+    )
     # How the server runs (the sf-asgi CLI); the app itself only reads `reload`.
     host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = dataclasses.field(default=8080, metadata={"help": "port to listen on"})
@@ -166,6 +173,13 @@ class Settings:
             raise ConfigError(
                 f"{env_name('log_level')} must be debug, info, warning, error or critical, got {self.log_level!r}"
             )
+        if self.timer:
+            from ._cron import parse_timers
+
+            try:
+                parse_timers(self.timer)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"{env_name('log_format')} must be 'text' or 'json', got {self.log_format!r}")
 

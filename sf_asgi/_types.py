@@ -60,3 +60,9 @@ class ErrorBody(TypedDict):
     errorMessage: str
     errorType: str
     stackTrace: NotRequired[list[str]]
+
+
+class TriggerEvent(TypedDict):
+    """What a trigger calls a function with (`integration=raw`): always a list, even of one."""
+
+    messages: list[dict[str, Any]]

@@ -19,16 +19,18 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from ._app import FunctionApp, respond
+from . import _triggers
+from ._app import FunctionApp
 from ._config import Settings
 from ._context import Context
 from ._context import make_context as _context_for
 from ._event import build_event, new_request_id
 from ._instance import Instance
+from ._invocation import respond
 from ._response import wire_headers
-from ._types import Handler
+from ._types import Handler, TriggerEvent
 
-__all__ = ["Client", "InvokeResult", "ainvoke", "invoke", "make_context", "make_event"]
+__all__ = ["Client", "InvokeResult", "ainvoke", "invoke", "make_context", "make_event", "make_trigger_event"]
 
 Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
@@ -97,6 +99,21 @@ _CONTEXT_SETTINGS = {
     "iam_token": "iam_token",
 }
 _CONTEXT_ATTRIBUTES = ("request_id", "token", "deadline_ms")
+
+
+def make_trigger_event(kind: str, **fields: Any) -> TriggerEvent:
+    """The event a trigger of `kind` calls a function with (`integration=raw`), as the platform builds it.
+
+    Kinds and what they take (a list where one value is taken gives a batch):
+    `timer(payload, trigger_id, folder_id)`, `message_queue(body, attributes, queue, folder_id)`,
+    `object_storage(key, bucket, action="create"|"update"|"delete", folder_id)`,
+    `iot(payload, device_id, registry_id, topic)`, `data_streams(records)`,
+    `logging(message, level, resource_type, resource_id, json_payload)`,
+    `budget(amount, budgeted_amount, threshold_amount, threshold_type, currency, period, name)`,
+    `mail(body, subject, sender, to, headers)`; most take `now` (a UNIX time) too.
+    """
+    __tracebackhide__ = True
+    return _triggers.make(kind, **fields)
 
 
 def make_context(**overrides: Any) -> Context:
