@@ -62,6 +62,10 @@ class FunctionApp:
                 "a callable handler runs inside the server's process (isolation='thread'): "
                 "give an entry point such as FunctionApp('index.handler') for process instances"
             )
+        try:  # a wrong keyword value fails here, where it was written, not at startup
+            Settings(**settings)
+        except ConfigError as exc:
+            raise ConfigError(in_words(str(exc), "code")) from None
         self._callable = handler
         self._overrides = settings
         # Messages name settings the way they were given (SF_*, flags, or keywords).
@@ -140,8 +144,10 @@ class FunctionApp:
 
     def _start_timers(self) -> None:
         """Timer triggers (SF_TIMER) fire on the same instances as the requests."""
+        if self._timers is not None or not self.settings.timer:  # on every request without lifespan: cheap
+            return
         timers = parse_timers(self.settings.timer)
-        if timers and self._timers is None:
+        if timers:
             for schedule, payload in timers:
                 logger.info("Timer trigger %r will fire with payload %r", schedule.text, payload)
             self._timers = spawn(_timers.run, timers, self._fire_timer, name="sf_asgi timers")
@@ -253,6 +259,7 @@ class FunctionApp:
                 self._start_lazily(pool)
             else:
                 instance = target
+            self._start_timers()  # no lifespan ran: the first request starts them
         body = await _read_body(scope, receive)
         if body is None:
             return  # the client left before its request was complete
@@ -322,7 +329,9 @@ class FunctionApp:
 
     async def _drain_background(self) -> None:
         """Async invocations and timer firings in flight finish (each within its timeout) before the pool closes."""
-        limit = time.monotonic() + (self.settings.timeout or 60.0) + 2.0
+        if not self._in_background or self._settings is None:
+            return
+        limit = time.monotonic() + (self._settings.timeout or 60.0) + 2.0
         while self._in_background and time.monotonic() < limit:
             await anyio.sleep(0.01)
 

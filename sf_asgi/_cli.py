@@ -59,17 +59,31 @@ def _converter(field: dataclasses.Field[Any]) -> Any:
     return convert
 
 
+# What only a server needs: `sf-asgi invoke` takes every other setting.
+SERVER_ONLY = frozenset({"host", "port", "reload", "workers", "proxy_headers", "forwarded_allow_ips", "timer"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sf-asgi",
-        description="Serve a Yandex Cloud Functions handler(event, context) as the platform would, over HTTP.",
-        epilog="Each option falls back to its SF_* variable, then to its default. "
+        description="Serve a Yandex Cloud Functions handler(event, context) as the platform would, over HTTP. "
+        "Also: sf-asgi invoke ENTRYPOINT (one invocation), sf-asgi generate-event KIND (a trigger's event).",
+        epilog="Each option falls back to its SF_* variable, then to its default.\n"
         "Example: sf-asgi index.handler --reload",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"sf-asgi {__version__}")
+    add_settings(parser)
+    return parser
+
+
+def add_settings(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """A flag for every setting (but `skip`), each naming its SF_* variable."""
     for field in dataclasses.fields(Settings):
+        if field.name in skip:
+            continue
         help_text = f"{field.metadata['help']} [{env_name(field.name)}]"
         if field.name == "handler":
             parser.add_argument("handler", nargs="?", metavar="ENTRYPOINT", help=f"{help_text}, e.g. index.handler")
@@ -89,23 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar=METAVARS.get(field.name, field.name.split("_")[-1].upper()),
                 help=f"{help_text} (default: {default})",
             )
-    return parser
 
 
 def resolve(argv: Sequence[str] | None = None) -> Settings:
     """Settings from the command line, then SF_* variables, then defaults; exit 2 when they are wrong."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    given = {name: value for name, value in vars(args).items() if value is not None}
+    return settings_from(parser, vars(parser.parse_args(argv)))
+
+
+def settings_from(parser: argparse.ArgumentParser, values: dict[str, Any]) -> Settings:
+    """The parsed flags, then SF_* variables, then defaults, as Settings; exit 2 naming the fix."""
+    given = {name: value for name, value in values.items() if value is not None and name in Settings.field_names()}
     if "timer" in given:
         given["timer"] = "\n".join(given["timer"])
     try:
         settings = Settings.from_env(**given)
         if not settings.handler:
-            raise ConfigError("name the handler: sf-asgi <file>.<function>, e.g. sf-asgi index.handler (or SF_HANDLER)")
+            parser.error(f"name the handler: {parser.prog} <file>.<function>, e.g. {parser.prog} index.handler")
         split_entrypoint(settings.handler)
         if not os.path.isdir(settings.source_dir):
-            raise ConfigError(f"--source {settings.source_dir}: no such folder; give the function's folder")
+            raise ConfigError(
+                f"SF_SOURCE_DIR={settings.source_dir}: no such folder for the entry point {settings.handler}; "
+                "give the function's folder"
+            )
         if settings.env_file:
             read_env_file(settings.env_file)  # wrong names or sizes stop here, before anything starts
     except (ConfigError, LoadError) as exc:
@@ -115,7 +135,12 @@ def resolve(argv: Sequence[str] | None = None) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = resolve(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in ("invoke", "generate-event"):
+        from . import _oneshot
+
+        sys.exit(_oneshot.main(args))
+    settings = resolve(args)
     import uvicorn
 
     # The worker and reload processes read their settings from these variables.

@@ -121,9 +121,12 @@ class Settings:
     host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = dataclasses.field(default=8080, metadata={"help": "port to listen on"})
     reload: bool = dataclasses.field(
-        default=False, metadata={"help": "restart on edits in the source folder; a broken import answers 502, not exit"}
+        default=False,
+        metadata={"help": "new instances on edits in the source folder; a broken import answers 502, not exit"},
     )
-    workers: int = dataclasses.field(default=1, metadata={"help": "worker processes, each its own instance"})
+    workers: int = dataclasses.field(
+        default=1, metadata={"help": "server processes, each with its own pool of instances"}
+    )
     proxy_headers: bool = dataclasses.field(
         default=False, metadata={"help": "take the client address from X-Forwarded-For of trusted proxies"}
     )
@@ -143,8 +146,8 @@ class Settings:
                 ok = isinstance(value, expected) or (expected is float and type(value) is int)
             if not ok:
                 raise ConfigError(
-                    f"{field.name} (or {env_name(field.name)}) must be {_kind(expected)}, "
-                    f"got {type(value).__name__} {value!r}"
+                    f"{env_name(field.name)} must be {_kind(expected)}, got {type(value).__name__} {value!r}; "
+                    f"e.g. {env_name(field.name)}={_example(field.name)!r}"
                 )
         if self.timeout < 0 or self.timeout > MAX_TIMEOUT:
             raise ConfigError(

@@ -143,7 +143,7 @@ def _not_found(module_name: str, attr: str, folder: str) -> str:
     file = module_name.replace(".", os.sep) + ".py"
     return (
         f"No {file} in {folder} for the entry point {module_name}.{attr} (it has: {listing}): "
-        "run from the function's folder or set SF_SOURCE_DIR"
+        "run from the function's folder or set SF_SOURCE_DIR, or fix SF_HANDLER"
     )
 
 

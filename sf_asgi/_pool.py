@@ -171,7 +171,9 @@ class Pool:
                 # With the timeout off, the context's deadline is an hour away (the platform's longest).
                 budget = 3600.0 if call.deadline == float("inf") else call.deadline - time.monotonic()
                 meta["deadline_ms"] = int((time.time() + budget) * 1000)
-                meta["queued_ms"] = (clock - queued) * 1000  # waiting for a slot; a cold start is its Init Duration
+                meta["queued_ms"] = (clock - queued) * 1000  # waiting for a slot
+                # Duration counts from the arrival: the wait, and the cold start of an instance started for it.
+                meta["before_ms"] = (time.monotonic() - queued) * 1000
                 self.output.system_lines(request_id, f"START RequestID: {request_id} Version: {self._version}")
                 await instance.send(call, meta, payload)
             await call.done.wait()

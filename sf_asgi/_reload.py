@@ -18,7 +18,9 @@ logger = logging.getLogger("sf_asgi")
 
 INTERVAL = 0.25  # seconds
 _SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"})
-_SKIP_SUFFIXES = (".pyc", ".pyo", ".log", ".swp", "~")
+# Code and the files code reads at import [choice]: not logs or output a run writes into the folder
+# (`sf-asgi ... > out.txt` must not reload forever); the platform's code folder is read-only anyway.
+WATCHED_SUFFIXES = (".py", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".html", ".j2", ".jinja", ".sql")
 
 
 def snapshot(folder: str) -> dict[str, int]:
@@ -27,7 +29,7 @@ def snapshot(folder: str) -> dict[str, int]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
         for name in files:
-            if name.endswith(_SKIP_SUFFIXES) or name.startswith("."):
+            if not name.endswith(WATCHED_SUFFIXES) or name.startswith("."):
                 continue
             path = os.path.join(root, name)
             try:

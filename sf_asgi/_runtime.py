@@ -127,7 +127,7 @@ class Runtime:
         _flush_stdout()  # a partial line the handler printed comes before END
         if self._system_lines:
             queued = meta["queued_ms"]
-            duration = queued + (now - received) * 1000
+            duration = (meta.get("before_ms") or queued) + (now - received) * 1000
             report = self._report % (meta["rid"], duration, billed_ms(duration), reply["max_mb"], queued)
             init_ms, self._init_ms = self._init_ms, None
             if init_ms is not None:

@@ -200,7 +200,7 @@ def test_a_startup_error_names_the_flags_and_looks_the_same_with_reload(tmp_path
     error = next(line for line in lines if "sf_asgi: " in line).rstrip("\n")
     assert error == (
         f"ERROR:    sf_asgi: No idx.py in {tmp_path} for the entry point idx.handler (it has: index.py): "
-        "run from the function's folder or pass --source"
+        "run from the function's folder or pass --source, or fix the ENTRYPOINT"
     )
 
 

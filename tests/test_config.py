@@ -83,8 +83,8 @@ def test_bad_env_values_name_the_fix(env: dict[str, str], message: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"timeout": "10"}, r"timeout \(or SF_TIMEOUT\) must be a number"),
-        ({"concurrency": 1.5}, r"concurrency \(or SF_CONCURRENCY\) must be a whole number"),
+        ({"timeout": "10"}, r"SF_TIMEOUT must be a number, got str '10'; e.g. SF_TIMEOUT=10.0"),
+        ({"concurrency": 1.5}, r"SF_CONCURRENCY must be a whole number"),
         ({"memory_limit_mb": True}, "must be a whole number"),
         ({"handler": 1}, "must be a string"),
     ],
@@ -130,3 +130,18 @@ def test_messages_name_settings_the_way_they_were_given(message: str, via: str, 
 
 def test_settings_given_as_variables_keep_their_names() -> None:
     assert in_words("SF_TIMEOUT=-1 and SF_PORT", "cli", keep={"timeout"}) == "SF_TIMEOUT=-1 and --port"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timeout": "soon"}, "timeout must be a number, got str 'soon'; e.g. timeout=10.0"),
+        ({"max_instances": 0}, "max_instances must be 1 or more, got 0"),
+        ({"timer": "every minute"}, "timer: cron 'every minute' has 2 fields"),
+    ],
+)
+def test_function_app_refuses_a_bad_keyword_where_it_is_written(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        FunctionApp("index.handler", **kwargs)
+    assert message in str(info.value)
+    assert "SF_" not in str(info.value)
