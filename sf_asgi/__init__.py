@@ -5,7 +5,7 @@ from __future__ import annotations
 import os as _os
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Context", "FunctionApp", "Settings", "__version__", "app"]
+__all__ = ["Context", "FunctionApp", "GatewayApp", "Settings", "__version__", "app"]
 
 __version__ = "0.1.0"
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._app import FunctionApp
     from ._config import Settings
     from ._context import Context
+    from ._gateway import GatewayApp
 
     # `uvicorn sf_asgi:app`: configured from the SF_* variables when it starts.
     app: FunctionApp
@@ -28,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from ._config import Settings
 
         return Settings
+    if name == "GatewayApp":
+        from ._gateway import GatewayApp
+
+        return GatewayApp
     if name == "Context":
         from ._context import Context
 

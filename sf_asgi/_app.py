@@ -335,14 +335,14 @@ class FunctionApp:
         while self._in_background and time.monotonic() < limit:
             await anyio.sleep(0.01)
 
-    async def invoke_event(self, event: Any, raw: bool = True) -> tuple[str, HTTPResponse]:
-        """One invocation without HTTP (a trigger, `sf-asgi invoke`): its request id and the platform's response."""
+    async def invoke_event(self, event: Any, raw: bool = True, request_id: str = "") -> tuple[str, HTTPResponse]:
+        """One invocation without HTTP (a trigger, `sf-asgi invoke`, the gateway): its request id and the response."""
         target = self._configure()
         if isinstance(target, Pool):
             self._start_lazily(target)
         self._in_background += 1
         try:
-            return await run_event(target, event, raw)
+            return await run_event(target, event, raw, request_id)
         finally:
             self._in_background -= 1
 

@@ -140,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from . import _oneshot
 
         sys.exit(_oneshot.main(args))
+    if args and args[0] == "gateway":
+        from . import _gateway_cli
+
+        sys.exit(_gateway_cli.main(args[1:]))
     settings = resolve(args)
     import uvicorn
 

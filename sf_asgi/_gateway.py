@@ -1,0 +1,278 @@
+"""`GatewayApp`: a Yandex API Gateway spec served locally, each function with its own instances.
+
+The ASGI app routes as the gateway does (`_gateway_spec`), builds the gateway's event for a
+`cloud_functions` integration (`_gateway_event`) and runs it on that function's FunctionApp,
+so the result goes through the same response rules as a direct call. `dummy` is answered
+here; integrations that need the cloud answer 501 and are marked in the route table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._app import FunctionApp, _read_body, _send
+from ._event import build_event, new_request_ids
+from ._gateway_event import gateway_event, substitute
+from ._gateway_spec import Route, SpecError, function_ids, load_routes, param_names
+from ._logging import logger
+from ._response import HTTPResponse, wire_headers
+from ._types import Receive, Scope, Send
+
+# The gateway's own request and response limit (gateway-facts §1.9), read as MiB like the function's [choice].
+GATEWAY_MAX = 2_621_440
+_DELIVERED = (b"cookie", b"authorization")  # stripped on a direct call, delivered by the gateway
+
+
+def _gateway_error(status: int, message: str) -> HTTPResponse:
+    """The gateway's own answer [choice: its body is not documented]: `{"message": ...}`."""
+    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())
+
+
+def load_spec(spec: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The spec as data, and what to call it in messages (its file name)."""
+    if isinstance(spec, Mapping):
+        return spec, "the spec"
+    path = str(spec)
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - the gateway extra brings it
+        raise SpecError('reading a spec needs PyYAML: pip install "sf_asgi[gateway]"') from None
+    try:
+        with open(path, encoding="utf-8") as file:
+            return yaml.safe_load(file) or {}, path
+    except OSError as exc:
+        raise SpecError(f"{path}: {exc.strerror}: give the path of the gateway's OpenAPI spec") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: {where}not valid YAML: {problem}") from None
+
+
+def function_app(function_id: str, target: str | Mapping[str, Any], base: str) -> FunctionApp:
+    """`functions/todo/index.handler` (a folder, then the entry point) or a mapping of settings."""
+    if isinstance(target, str):
+        folder, _, entry = target.rpartition("/")
+        settings: dict[str, Any] = {"handler": entry, "source_dir": folder or "."}
+    else:
+        settings = dict(target)
+        if "source" in settings:
+            settings["source_dir"] = settings.pop("source")
+    settings.setdefault("function_name", function_id)
+    settings["source_dir"] = os.path.normpath(os.path.join(base, settings.get("source_dir", ".")))
+    handler = settings.pop("handler", "")
+    if not handler:
+        raise SpecError(
+            f"function {function_id}: give its entry point, e.g. {function_id}=functions/todo/index.handler"
+        )
+    return FunctionApp(handler, **settings)
+
+
+class GatewayApp:
+    """Serve an API Gateway spec, e.g. `GatewayApp("openapi.yaml", functions={"d4e1abc": "todo/index.handler"})`."""
+
+    def __init__(
+        self,
+        spec: str | Path | Mapping[str, Any],
+        functions: Mapping[str, str | Mapping[str, Any]] | None = None,
+        variables: Mapping[str, str] | None = None,
+        gateway_id: str = "d5dsfc6jvc4rb8kgsavq",
+    ) -> None:
+        data, self.source = load_spec(spec)
+        self.routes, self.ignore_trailing_slashes = load_routes(data, dict(variables or {}), self.source)
+        functions = dict(functions or {})
+        base = "." if isinstance(spec, Mapping) else str(Path(str(spec)).parent)
+        for function_id, operations in function_ids(self.routes).items():
+            if function_id not in functions:
+                raise SpecError(
+                    f"{self.source}: {', '.join(operations)} call function_id {function_id}, which has no local "
+                    f"function: add --function {function_id}=DIR/FILE.FUNCTION (or map it in --functions FILE)"
+                )
+        self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
+        self.gateway_id = gateway_id
+        self._names = {route.template: param_names(route.template) for route in self.routes}
+
+    def route_table(self) -> list[str]:
+        """One line per route, as `sam local start-api` prints them."""
+        rows = []
+        for route in sorted(self.routes, key=lambda r: (r.template, r.method)):
+            integration = route.integration
+            if route.kind == "cloud_functions":
+                app = self.functions[str(integration["function_id"])]
+                target = f"{integration['function_id']} -> {app.settings.source_dir}/{app.settings.handler}"
+            elif route.kind == "dummy":
+                target = f"{integration.get('http_code', 200)}"
+            else:
+                target = "not run locally: answers 501"
+            rows.append(
+                f"{route.method if route.method != '*' else 'ANY':<7} {route.template:<32} {route.kind:<16} {target}"
+            )
+        return rows
+
+    async def startup(self) -> None:
+        for line in self.route_table():
+            logger.info("Route %s", line)
+        for app in self.functions.values():
+            await app.startup()
+
+    async def shutdown(self) -> None:
+        for app in self.functions.values():
+            await app.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # ConfigError or LoadError of one of the functions: it names the fix
+                    await send({"type": "lifespan.startup.failed", "message": f"sf_asgi gateway: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | HTTPResponse:
+        """The route for a request and its path parameters, or the gateway's 404 or 405 [choice]."""
+        on_path = False
+        fallback: tuple[Route, dict[str, str]] | None = None
+        for route in self.routes:
+            found = route.match(path, self.ignore_trailing_slashes)
+            if found is None:
+                continue
+            on_path = True
+            names = self._names[route.template]
+            params = {names[group]: value for group, value in found.items()}
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, params
+            if route.method == "*" and fallback is None:
+                fallback = (route, params)
+        if fallback is not None:
+            return fallback
+        return _gateway_error(405, "Method Not Allowed") if on_path else _gateway_error(404, "Not Found")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(scope, receive)
+        if body is None:
+            return
+        if isinstance(body, HTTPResponse):
+            await _send(send, body)
+            return
+        if len(body) > GATEWAY_MAX:
+            await _send(send, _gateway_error(413, "Request Entity Too Large"))
+            return
+        path = scope.get("path", "/")
+        found = self.match(scope["method"], path)
+        if isinstance(found, HTTPResponse):
+            await _send(send, found)
+            return
+        route, params = found
+        if route.kind == "dummy":
+            response = _dummy(route, params, scope)
+        elif route.kind == "cloud_functions":
+            response = await self._function(route, params, scope, body)
+        else:
+            response = _gateway_error(
+                501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"
+            )
+        if len(response.body) > GATEWAY_MAX:
+            response = _gateway_error(502, "Response is over the gateway's 2.5 MB limit")
+        await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
+
+    async def _function(self, route: Route, params: dict[str, str], scope: Scope, body: bytes) -> HTTPResponse:
+        app = self.functions[str(route.integration["function_id"])]
+        request_id, trace_id = new_request_ids()
+        query = scope.get("query_string", b"")
+        event = build_event(
+            scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, time.time()
+        )
+        delivered = [(n.decode(), v.decode("utf-8", "replace")) for n, v in scope["headers"] if n in _DELIVERED]
+        routed = gateway_event(
+            dict(event),
+            template=route.template,
+            raw_path=scope.get("raw_path", scope["path"].encode()).decode("utf-8", "replace") or scope["path"],
+            query=query.decode("utf-8", "replace"),
+            path_params=params,
+            parameters=route.parameters,
+            delivered=delivered,
+            integration=route.integration,
+            gateway_id=self.gateway_id,
+            scheme=scope.get("scheme", "http"),
+        )
+        _, response = await app.invoke_event(routed, raw=False, request_id=request_id)
+        return response
+
+
+def _dummy(route: Route, params: Mapping[str, str], scope: Scope) -> HTTPResponse:
+    """`type: dummy` (dummy.md): `content` by the client's Accept, `*` as the fallback, else 415."""
+    integration = route.integration
+    content = integration.get("content") or {}
+    accept = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"accept"), "")
+    chosen = _negotiate(accept, list(content))
+    if chosen is None:
+        return _gateway_error(415, "Unsupported Media Type")
+    headers = [
+        (str(name).encode(), str(substitute(value, params)).encode())
+        for name, value in (integration.get("http_headers") or {}).items()
+    ]
+    if chosen != "*" and not any(name.lower() == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", chosen.encode()))
+    text = str(substitute(content.get(chosen, ""), params)) if content else ""
+    return HTTPResponse(int(integration.get("http_code", 200)), headers, text.encode())
+
+
+def _negotiate(accept: str, offered: list[str]) -> str | None:
+    """The offered media type that best matches Accept (then `*`), or None: the 415."""
+    if not offered:
+        return "*"
+    if not accept.strip():
+        return offered[0]  # no Accept: any of them (dummy.md)
+    ranges = []
+    for part in accept.split(","):
+        media, *options = (item.strip() for item in part.split(";"))
+        quality = 1.0
+        for option in options:
+            if option.startswith("q="):
+                with contextlib.suppress(ValueError):
+                    quality = float(option[2:])
+        ranges.append((quality, media.lower()))
+    best: tuple[float, int, str] | None = None
+    for quality, media in ranges:
+        if quality <= 0:
+            continue
+        for offer in offered:
+            if offer == "*":
+                continue
+            kind = offer.lower().partition("/")[0]
+            if media in (offer.lower(), "*/*", f"{kind}/*"):
+                exact = 2 if media == offer.lower() else (1 if media != "*/*" else 0)
+                if best is None or (quality, exact) > best[:2]:
+                    best = (quality, exact, offer)
+    if best is not None:
+        return best[2]
+    return "*" if "*" in offered else None

@@ -1,0 +1,198 @@
+"""A Yandex API Gateway spec as routes: parsing, variables, `$ref`s and path templates (pure).
+
+Facts: yandex-cloud/docs en/api-gateway/concepts/extensions/ (index, parametrization,
+greedy-parameters, any-method, cloud-functions, dummy). A broken spec raises SpecError with
+the file, the place in it and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+ANY_METHOD = "x-yc-apigateway-any-method"
+INTEGRATION = "x-yc-apigateway-integration"
+# What sf_asgi runs locally; the rest are named in the route table and answered with a 501.
+RUNNABLE = frozenset({"cloud_functions", "dummy"})
+KNOWN = RUNNABLE | {
+    "http",
+    "object_storage",
+    "serverless_containers",
+    "cloud_datasphere",
+    "cloud_datastreams",
+    "cloud_ymq",
+    "cloud_ydb",
+    "swagger",
+    "serverless_workflows",
+}
+_VARIABLE = re.compile(r"\$\{var\.([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_PARAM = re.compile(r"\{([^{}/]+?)(\+?)\}")
+
+
+class SpecError(ValueError):
+    """The spec cannot be served; the message names the file, the place and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str  # upper case, or "*" for x-yc-apigateway-any-method
+    template: str  # the spec's path, e.g. /todos/{id}
+    pattern: re.Pattern[str]
+    integration: dict[str, Any]
+    operation_id: str
+    parameters: tuple[dict[str, Any], ...]  # the operation's and the path's declared parameters
+
+    @property
+    def kind(self) -> str:
+        return str(self.integration.get("type", ""))
+
+    def match(self, path: str, ignore_trailing_slashes: bool) -> dict[str, str] | None:
+        if ignore_trailing_slashes and len(path) > 1:
+            path = path.rstrip("/") or "/"
+        found = self.pattern.fullmatch(path)
+        return None if found is None else {name: value for name, value in found.groupdict().items()}
+
+
+def compile_template(template: str, ignore_trailing_slashes: bool) -> re.Pattern[str]:
+    """`/a/{id}/{rest+}` as a regex: `{id}` is one segment, `{rest+}` any number of them (greedy-parameters.md)."""
+    out, last = "^", 0
+    for found in _PARAM.finditer(template):
+        out += re.escape(template[last : found.start()])
+        name = found.group(1)
+        group = re.sub(r"\W", "_", name)
+        out += f"(?P<{group}>.+)" if found.group(2) else f"(?P<{group}>[^/]+)"
+        last = found.end()
+    tail = template[last:]
+    if ignore_trailing_slashes and len(template) > 1:
+        tail = tail.rstrip("/")
+    return re.compile(out + re.escape(tail) + "$")
+
+
+def param_names(template: str) -> dict[str, str]:
+    """Regex group name -> the spec's parameter name."""
+    return {re.sub(r"\W", "_", m.group(1)): m.group(1) for m in _PARAM.finditer(template)}
+
+
+def substitute_variables(value: Any, variables: Mapping[str, Any], where: str, source: str) -> Any:
+    """`${var.name}` replaced everywhere in the spec (parametrization.md)."""
+    if isinstance(value, str):
+        whole = _VARIABLE.fullmatch(value)
+        if whole:  # a whole value keeps its type (a number, a bool)
+            return _variable(whole.group(1), variables, where, source)
+        return _VARIABLE.sub(lambda m: str(_variable(m.group(1), variables, where, source)), value)
+    if isinstance(value, dict):
+        return {key: substitute_variables(item, variables, f"{where}.{key}", source) for key, item in value.items()}
+    if isinstance(value, list):
+        return [substitute_variables(item, variables, f"{where}[{i}]", source) for i, item in enumerate(value)]
+    return value
+
+
+def _variable(name: str, variables: Mapping[str, Any], where: str, source: str) -> Any:
+    if name not in variables:
+        raise SpecError(
+            f"{source}: {where}: ${{var.{name}}} is not defined: add it to x-yc-apigateway.variables "
+            f"with a default, or pass --var {name}=VALUE"
+        )
+    return variables[name]
+
+
+def spec_variables(spec: Mapping[str, Any], given: Mapping[str, str], source: str) -> dict[str, Any]:
+    """The defaults of `x-yc-apigateway.variables`, with the given values over them (checked against `enum`)."""
+    declared = (spec.get("x-yc-apigateway") or {}).get("variables") or {}
+    values: dict[str, Any] = {}
+    for name, definition in declared.items():
+        if not isinstance(definition, dict) or "default" not in definition:
+            raise SpecError(f"{source}: x-yc-apigateway.variables.{name}: give it a default")
+        values[name] = definition["default"]
+    for name, value in given.items():
+        enum = (declared.get(name) or {}).get("enum")
+        if enum is not None and value not in [str(item) for item in enum]:
+            raise SpecError(f"{source}: --var {name}={value}: the spec allows {', '.join(map(str, enum))}")
+        values[name] = value
+    return values
+
+
+def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: str) -> tuple[list[Route], bool]:
+    """Every operation of the spec as a Route, most specific first, and `ignoreTrailingSlashes`."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"{source}: the spec is not a YAML mapping: start it with openapi: 3.0.0 and paths:")
+    values = spec_variables(spec, variables, source)
+    spec = substitute_variables(spec, values, "spec", source)
+    paths = spec.get("paths")
+    if not isinstance(paths, dict) or not paths:
+        raise SpecError(f"{source}: no paths: add a paths: section with at least one operation")
+    ignore = (spec.get("x-yc-apigateway") or {}).get("ignoreTrailingSlashes", True) is not False
+    shared = ((spec.get("components") or {}).get(INTEGRATION + "s")) or {}
+    routes = []
+    for template, item in paths.items():
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise SpecError(f"{source}: paths.{template}: a path starts with /, e.g. /todos/{{id}}")
+        if not isinstance(item, dict):
+            raise SpecError(f"{source}: paths.{template}: give its operations (get:, post: ...)")
+        path_parameters = tuple(item.get("parameters") or ())
+        path_integration = item.get(INTEGRATION)
+        pattern = compile_template(template, ignore)
+        methods = [m for m in (*METHODS, ANY_METHOD) if m in item]
+        if ANY_METHOD in item and len(methods) > 1:
+            raise SpecError(f"{source}: paths.{template}: {ANY_METHOD} cannot stand beside other methods")
+        for method in methods:
+            operation = item[method] or {}
+            where = f"paths.{template}.{method}"
+            integration = operation.get(INTEGRATION, path_integration)
+            if integration is None:
+                raise SpecError(f"{source}: {where}: no {INTEGRATION}: add one (type: cloud_functions, dummy ...)")
+            integration = _resolve(integration, shared, where, source)
+            kind = integration.get("type")
+            if kind not in KNOWN:
+                kinds = ", ".join(sorted(KNOWN))
+                raise SpecError(f"{source}: {where}.{INTEGRATION}.type: unknown type {kind!r}: use one of {kinds}")
+            if kind == "cloud_functions" and not integration.get("function_id"):
+                raise SpecError(f"{source}: {where}: a cloud_functions integration needs function_id")
+            parameters = (*path_parameters, *(operation.get("parameters") or ()))
+            routes.append(
+                Route(
+                    "*" if method == ANY_METHOD else method.upper(),
+                    template,
+                    pattern,
+                    integration,
+                    str(operation.get("operationId", "")),
+                    tuple(p for p in parameters if isinstance(p, dict)),
+                )
+            )
+    # Literal segments beat parameters, parameters beat greedy ones [choice: the gateway's order is not documented].
+    routes.sort(key=lambda route: _specificity(route.template))
+    return routes, ignore
+
+
+def _specificity(template: str) -> tuple[int, int, int]:
+    greedy = sum(1 for m in _PARAM.finditer(template) if m.group(2))
+    params = sum(1 for _ in _PARAM.finditer(template))
+    return (greedy, params, -len(template))
+
+
+def _resolve(integration: Any, shared: Mapping[str, Any], where: str, source: str) -> dict[str, Any]:
+    """An integration, or a `$ref: "#/components/x-yc-apigateway-integrations/NAME"` to one."""
+    if not isinstance(integration, dict):
+        raise SpecError(f"{source}: {where}.{INTEGRATION}: give a mapping with type:")
+    ref = integration.get("$ref")
+    if ref is None:
+        return integration
+    prefix = f"#/components/{INTEGRATION}s/"
+    name = str(ref)[len(prefix) :] if str(ref).startswith(prefix) else None
+    if name is None or name not in shared:
+        known = ", ".join(prefix + key for key in shared) or f"none: add components.{INTEGRATION}s"
+        raise SpecError(f"{source}: {where}.{INTEGRATION}.$ref: {ref!r} points nowhere; the spec has {known}")
+    return _resolve(shared[name], shared, f"components.{INTEGRATION}s.{name}", source)
+
+
+def function_ids(routes: list[Route]) -> dict[str, list[str]]:
+    """Each function_id the spec calls, with the operations that call it."""
+    found: dict[str, list[str]] = {}
+    for route in routes:
+        if route.kind == "cloud_functions":
+            name = route.operation_id or f"{route.method} {route.template}"
+            found.setdefault(str(route.integration["function_id"]), []).append(name)
+    return found
