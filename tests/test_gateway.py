@@ -1,0 +1,231 @@
+"""GatewayApp in-process (the 0.1 event field by field, dummy, errors) and `sf-asgi gateway` end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sf_asgi import GatewayApp
+from sf_asgi._gateway_spec import SpecError
+
+from .servers import ROOT, free_port, instance_pids, serve
+
+pytestmark = pytest.mark.anyio
+
+ECHO = """
+import json, os
+
+def handler(event, context):
+    return {"statusCode": 200, "body": json.dumps({"event": event, "pid": os.getpid(), "name": context.function_name})}
+"""
+
+SPEC = {
+    "openapi": "3.0.0",
+    "paths": {
+        "/items/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True}],
+            "get": {
+                "operationId": "getItem",
+                "parameters": [{"name": "limit", "in": "query"}, {"name": "X-Client", "in": "header"}],
+                "x-yc-apigateway-integration": {
+                    "type": "cloud_functions",
+                    "function_id": "fn1",
+                    "context": {"item": "{id}", "fixed": 1},
+                },
+            },
+        },
+        "/health": {
+            "get": {
+                "x-yc-apigateway-integration": {
+                    "type": "dummy",
+                    "http_code": 203,
+                    "http_headers": {"X-Health": "yes"},
+                    "content": {"application/json": '{"ok": true}', "text/plain": "ok", "*": "any"},
+                }
+            }
+        },
+        "/strict": {"get": {"x-yc-apigateway-integration": {"type": "dummy", "content": {"text/plain": "only text"}}}},
+        "/ydb": {"get": {"x-yc-apigateway-integration": {"type": "cloud_ydb", "database": "d"}}},
+    },
+}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> GatewayApp:
+    (tmp_path / "index.py").write_text(textwrap.dedent(ECHO))
+    return GatewayApp(
+        SPEC, functions={"fn1": {"source": str(tmp_path), "handler": "index.handler", "isolation": "thread"}}
+    )
+
+
+async def request(app: GatewayApp, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
+        await app.startup()
+        try:
+            return await client.request(method, url, **kwargs)
+        finally:
+            await app.shutdown()
+
+
+async def test_the_01_event_field_by_field(gateway: GatewayApp) -> None:
+    headers = {"Cookie": "session=s1", "Authorization": "Bearer t1", "X-Client": "cli"}
+    response = await request(gateway, "GET", "/items/42?limit=5&limit=7", headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    event = body["event"]
+    assert body["name"] == "fn1"  # the function_id is the function's name
+    assert event["url"] == "/items/42?limit=5&limit=7"
+    assert event["path"] == "/items/{id}"  # the template
+    assert event["pathParams"] == {"id": "42"}
+    assert event["params"] == {"id": "42", "limit": "7", "X-Client": "cli"}  # every declared parameter
+    assert event["multiValueParams"] == {"id": ["42"], "limit": ["5", "7"], "X-Client": ["cli"]}
+    assert event["queryStringParameters"] == {"limit": "7"}
+    h = event["headers"]
+    assert (h["Cookie"], h["Authorization"]) == ("session=s1", "Bearer t1")  # delivered through the gateway
+    assert h["X-Real-Remote-Address"] == "10.1.2.3:5555"  # no brackets
+    assert h["X-Forwarded-Proto"] == "http"
+    assert h["X-Envoy-Original-Path"] == "/items/42?limit=5&limit=7"
+    assert h["X-Api-Gateway-Function-Id"] == "fn1"
+    assert h["X-Serverless-Gateway-Id"] == gateway.gateway_id
+    assert h["Traceparent"].startswith("00-") and len(h["Uber-Trace-Id"].split(":")) == 4
+    assert event["requestContext"]["apiGateway"] == {"operationContext": {"item": "42", "fixed": 1}}
+    assert event["requestContext"]["requestId"] == h["X-Request-Id"]
+
+
+async def test_url_has_a_trailing_question_mark_without_a_query(gateway: GatewayApp) -> None:
+    event = (await request(gateway, "GET", "/items/1")).json()["event"]
+    assert (event["url"], event["params"], event["multiValueParams"]) == ("/items/1?", {"id": "1"}, {"id": ["1"]})
+
+
+@pytest.mark.parametrize(
+    ("path", "accept", "status", "body", "content_type"),
+    [
+        ("/health", "application/json", 203, '{"ok": true}', "application/json"),
+        ("/health", "text/*;q=0.9, application/json;q=0.1", 203, "ok", "text/plain"),
+        ("/health", "image/png", 203, "any", None),  # no match: the * content
+        ("/strict", "image/png", 415, None, None),  # no match and no *: 415
+        ("/strict", "", 200, "only text", "text/plain"),  # no Accept: any of them
+    ],
+)
+async def test_dummy_content_by_accept(
+    gateway: GatewayApp, path: str, accept: str, status: int, body: str | None, content_type: str | None
+) -> None:
+    response = await request(gateway, "GET", path, headers={"Accept": accept} if accept else {})
+    assert response.status_code == status
+    if body is not None:
+        assert response.text == body
+    if content_type is not None:
+        assert response.headers["content-type"] == content_type
+    if path == "/health":
+        assert response.headers["x-health"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("GET", "/nowhere", 404, "Not Found"),
+        ("POST", "/health", 405, "Method Not Allowed"),
+        ("GET", "/ydb", 501, "sf_asgi does not run cloud_ydb integrations locally (GET /ydb)"),
+    ],
+)
+async def test_what_the_gateway_answers_itself(
+    gateway: GatewayApp, method: str, path: str, status: int, message: str
+) -> None:
+    response = await request(gateway, method, path)
+    assert (response.status_code, response.json()) == (status, {"message": message})
+
+
+async def test_a_request_over_the_gateways_limit_is_413(gateway: GatewayApp) -> None:
+    response = await request(gateway, "GET", "/items/1", content=b"x" * 2_700_000)
+    assert response.status_code == 413
+
+
+def test_an_unmapped_function_id_names_the_operation_and_the_flag() -> None:
+    with pytest.raises(
+        SpecError,
+        match=r"getItem call function_id fn1, which has no local function: add --function fn1=DIR/FILE.FUNCTION",
+    ):
+        GatewayApp(SPEC, functions={})
+
+
+def test_a_yaml_error_names_the_file_and_the_line(tmp_path: Path) -> None:
+    (tmp_path / "openapi.yaml").write_text("openapi: 3.0.0\npaths:\n  /a: [unclosed\n")
+    with pytest.raises(SpecError, match=r"openapi.yaml: line \d+, column \d+: not valid YAML"):
+        GatewayApp(str(tmp_path / "openapi.yaml"))
+
+
+def test_the_route_table_marks_what_is_not_run(gateway: GatewayApp) -> None:
+    table = "\n".join(gateway.route_table())
+    assert "GET     /items/{id}" in table and "cloud_functions  fn1 -> " in table
+    assert "cloud_ydb        not run locally: answers 501" in table
+
+
+@pytest.fixture
+def demo_gateway(tmp_path: Path) -> Iterator[Any]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "sf_asgi",
+        "gateway",
+        "openapi.yaml",
+        "--functions",
+        "functions.yaml",
+        "--port",
+        str(port),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    with serve(cmd, ROOT / "demo" / "gateway", env, port, tmp_path / "gateway.log") as srv:
+        yield srv
+
+
+def test_the_demo_api_end_to_end_with_an_instance_per_function(demo_gateway: Any) -> None:
+    with httpx.Client(base_url=demo_gateway.url, timeout=10) as http:
+        assert http.get("/health").text == "ok"
+        created = http.post("/todos", json={"title": "ship it"})
+        assert created.status_code == 201
+        assert http.get("/todos").json() == {"todos": [created.json()]}
+        assert http.get(f"/todos/{created.json()['id']}/").json() == created.json()
+        whoami = http.get("/whoami/ada", params={"verbose": "1"}, headers={"Authorization": "Bearer t"}).json()
+        assert whoami["params"] == {"name": "ada", "verbose": "1"}
+        assert whoami["operation"] == {"greeting": "hello, ada"}
+        assert whoami["authorization"] == "Bearer t"
+        assert http.delete(f"/todos/{created.json()['id']}").status_code == 204
+        assert http.get("/static/css/site.css").status_code == 501
+        assert http.get("/missing").status_code == 404
+    log = demo_gateway.log
+    assert "Route GET     /todos/{id}" in log
+    assert len(set(instance_pids(log))) == 2  # each function has its own instance
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["openapi.yaml"], "add --function d4e1todo00000000000a=DIR/FILE.FUNCTION"),
+        (["nope.yaml"], "nope.yaml: No such file or directory"),
+        (["openapi.yaml", "--functions", "functions.yaml", "--var", "todo_function"], "--var takes NAME=VALUE"),
+    ],
+)
+def test_a_broken_start_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sf_asgi", "gateway", *args],
+        cwd=ROOT / "demo" / "gateway",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
