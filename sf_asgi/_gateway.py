@@ -187,6 +187,11 @@ class GatewayApp:
             return
         path = scope.get("path", "/")
         found = self.match(scope["method"], path)
+        rule = self._cors(path)
+        origin = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"origin"), None)
+        if scope["method"] == "OPTIONS" and rule is not None and rule["origin"] is not False:
+            await _send(send, preflight(rule, origin, scope["headers"]))  # answered by the gateway itself
+            return
         if isinstance(found, HTTPResponse):
             await _send(send, found)
             return
@@ -201,8 +206,17 @@ class GatewayApp:
             )
         if len(response.body) > GATEWAY_MAX:
             response = _gateway_error(502, "Response is over the gateway's 2.5 MB limit")
+        if rule is not None and rule["origin"] is not False and origin is not None:
+            response.headers.extend(cors_headers(rule, origin))
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
+
+    def _cors(self, path: str) -> dict[str, Any] | None:
+        """The CORS rule of the path a request is for (any of its routes carries it)."""
+        for route in self.routes:
+            if route.match(path, self.ignore_trailing_slashes) is not None:
+                return route.cors
+        return None
 
     async def _function(self, route: Route, params: dict[str, str], scope: Scope, body: bytes) -> HTTPResponse:
         app = self.functions[str(route.integration["function_id"])]
@@ -226,6 +240,43 @@ class GatewayApp:
         )
         _, response = await app.invoke_event(routed, raw=False, request_id=request_id)
         return response
+
+
+def _listed(value: Any) -> str:
+    return ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
+
+
+def cors_headers(rule: Mapping[str, Any], origin: str | None) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of a response, from the path's rule (cors.md)."""
+    allowed = rule["origin"]
+    if allowed is True:
+        value = origin or "*"
+    elif isinstance(allowed, list):  # the request's Origin when listed, else the first [choice]
+        value = origin if origin is not None and origin in allowed else (str(allowed[0]) if allowed else "")
+    else:
+        value = str(allowed)
+    headers = [(b"access-control-allow-origin", value.encode())]
+    if "exposedHeaders" in rule:
+        headers.append((b"access-control-expose-headers", _listed(rule["exposedHeaders"]).encode()))
+    if "credentials" in rule:
+        headers.append((b"access-control-allow-credentials", b"true" if rule["credentials"] else b"false"))
+    return headers
+
+
+def preflight(rule: Mapping[str, Any], origin: str | None, request: list[tuple[bytes, bytes]]) -> HTTPResponse:
+    """The gateway's answer to an OPTIONS request on a path with a CORS rule."""
+    headers = cors_headers(rule, origin)
+    asked = {name: value for name, value in request if name.startswith(b"access-control-request-")}
+    # Without `methods` the docs say the gateway echoes the request's headers; the method is what a
+    # browser needs, so that is echoed [choice].
+    methods = _listed(rule["methods"]).encode() if "methods" in rule else asked.get(b"access-control-request-method")
+    if methods:
+        headers.append((b"access-control-allow-methods", methods))
+    if "allowedHeaders" in rule:
+        headers.append((b"access-control-allow-headers", _listed(rule["allowedHeaders"]).encode()))
+    if "maxAge" in rule:
+        headers.append((b"access-control-max-age", str(int(rule["maxAge"])).encode()))
+    return HTTPResponse(int(rule.get("optionsSuccessStatus", 200)), headers, b"")
 
 
 def _dummy(route: Route, params: Mapping[str, str], scope: Scope) -> HTTPResponse:

@@ -15,6 +15,7 @@ from typing import Any
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 ANY_METHOD = "x-yc-apigateway-any-method"
 INTEGRATION = "x-yc-apigateway-integration"
+CORS = "x-yc-apigateway-cors"
 # What sf_asgi runs locally; the rest are named in the route table and answered with a 501.
 RUNNABLE = frozenset({"cloud_functions", "dummy"})
 KNOWN = RUNNABLE | {
@@ -44,6 +45,7 @@ class Route:
     integration: dict[str, Any]
     operation_id: str
     parameters: tuple[dict[str, Any], ...]  # the operation's and the path's declared parameters
+    cors: dict[str, Any] | None = None  # the path's CORS rule (or the spec's), None when none applies
 
     @property
     def kind(self) -> str:
@@ -126,6 +128,8 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
         raise SpecError(f"{source}: no paths: add a paths: section with at least one operation")
     ignore = (spec.get("x-yc-apigateway") or {}).get("ignoreTrailingSlashes", True) is not False
     shared = ((spec.get("components") or {}).get(INTEGRATION + "s")) or {}
+    cors_rules = ((spec.get("components") or {}).get(CORS + "-rules")) or {}
+    top_cors = _cors_rule((spec.get("x-yc-apigateway") or {}).get("cors"), cors_rules, "x-yc-apigateway.cors", source)
     routes = []
     for template, item in paths.items():
         if not isinstance(template, str) or not template.startswith("/"):
@@ -133,6 +137,7 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
         if not isinstance(item, dict):
             raise SpecError(f"{source}: paths.{template}: give its operations (get:, post: ...)")
         path_parameters = tuple(item.get("parameters") or ())
+        cors = _cors_rule(item[CORS], cors_rules, f"paths.{template}.{CORS}", source) if CORS in item else top_cors
         path_integration = item.get(INTEGRATION)
         pattern = compile_template(template, ignore)
         methods = [m for m in (*METHODS, ANY_METHOD) if m in item]
@@ -160,6 +165,7 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
                     integration,
                     str(operation.get("operationId", "")),
                     tuple(p for p in parameters if isinstance(p, dict)),
+                    cors,
                 )
             )
     # Literal segments beat parameters, parameters beat greedy ones [choice: the gateway's order is not documented].
@@ -186,6 +192,25 @@ def _resolve(integration: Any, shared: Mapping[str, Any], where: str, source: st
         known = ", ".join(prefix + key for key in shared) or f"none: add components.{INTEGRATION}s"
         raise SpecError(f"{source}: {where}.{INTEGRATION}.$ref: {ref!r} points nowhere; the spec has {known}")
     return _resolve(shared[name], shared, f"components.{INTEGRATION}s.{name}", source)
+
+
+def _cors_rule(rule: Any, rules: Mapping[str, Any], where: str, source: str) -> dict[str, Any] | None:
+    """A CorsRuleObject, or a `$ref` to `components.x-yc-apigateway-cors-rules` (cors.md); None for none."""
+    if rule is None:
+        return None
+    if not isinstance(rule, dict):
+        raise SpecError(f"{source}: {where}: give a CORS rule (origin:, methods: ...) or a $ref to one")
+    ref = rule.get("$ref")
+    if ref is not None:
+        prefix = f"#/components/{CORS}-rules/"
+        name = str(ref)[len(prefix) :] if str(ref).startswith(prefix) else None
+        if name is None or name not in rules:
+            known = ", ".join(prefix + key for key in rules) or f"none: add components.{CORS}-rules"
+            raise SpecError(f"{source}: {where}.$ref: {ref!r} points nowhere; the spec has {known}")
+        return _cors_rule(rules[name], rules, f"components.{CORS}-rules.{name}", source)
+    if "origin" not in rule:
+        raise SpecError(f"{source}: {where}: a CORS rule needs origin: (true, false, a string or a list)")
+    return rule
 
 
 def function_ids(routes: list[Route]) -> dict[str, list[str]]:

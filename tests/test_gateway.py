@@ -229,3 +229,91 @@ def test_a_broken_start_is_one_line_and_exit_2(args: list[str], message: str) ->
     )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+CORS_SPEC = {
+    "openapi": "3.0.0",
+    "x-yc-apigateway": {"cors": {"origin": "*", "methods": "*", "allowedHeaders": "*"}},
+    "paths": {
+        "/open": {"get": {"x-yc-apigateway-integration": {"type": "dummy", "content": {"*": "open"}}}},
+        "/echo": {
+            "x-yc-apigateway-cors": {
+                "origin": True,
+                "methods": ["GET", "POST"],
+                "allowedHeaders": "x-custom",
+                "exposedHeaders": ["x-a", "x-b"],
+                "credentials": True,
+                "maxAge": 3600,
+                "optionsSuccessStatus": 204,
+            },
+            "get": {"x-yc-apigateway-integration": {"type": "dummy", "content": {"*": "echo"}}},
+        },
+        "/listed": {
+            "x-yc-apigateway-cors": {"$ref": "#/components/x-yc-apigateway-cors-rules/two"},
+            "get": {"x-yc-apigateway-integration": {"type": "dummy", "content": {"*": "listed"}}},
+        },
+        "/own": {
+            "x-yc-apigateway-cors": {"origin": False},
+            "options": {
+                "x-yc-apigateway-integration": {
+                    "type": "dummy",
+                    "http_code": 299,
+                    "content": {"*": "the integration's own OPTIONS"},
+                }
+            },
+        },
+    },
+    "components": {"x-yc-apigateway-cors-rules": {"two": {"origin": ["https://a.example", "https://b.example"]}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "origin", "status", "expected"),
+    [
+        # Preflight answered by the gateway, from the top-level rule.
+        (
+            "OPTIONS",
+            "/open",
+            "https://x.example",
+            200,
+            {
+                "access-control-allow-origin": "*",
+                "access-control-allow-methods": "*",
+                "access-control-allow-headers": "*",
+            },
+        ),
+        # A path's own rule, origin: true echoes the Origin; optionsSuccessStatus.
+        (
+            "OPTIONS",
+            "/echo",
+            "https://x.example",
+            204,
+            {
+                "access-control-allow-origin": "https://x.example",
+                "access-control-allow-methods": "GET, POST",
+                "access-control-allow-headers": "x-custom",
+                "access-control-expose-headers": "x-a, x-b",
+                "access-control-allow-credentials": "true",
+                "access-control-max-age": "3600",
+            },
+        ),
+        # The CORS headers on a normal response.
+        ("GET", "/echo", "https://x.example", 200, {"access-control-allow-origin": "https://x.example"}),
+        ("GET", "/listed", "https://b.example", 200, {"access-control-allow-origin": "https://b.example"}),
+        ("GET", "/listed", "https://evil.example", 200, {"access-control-allow-origin": "https://a.example"}),
+        # origin: false passes OPTIONS to the integration, with no CORS headers.
+        ("OPTIONS", "/own", "https://x.example", 299, {"access-control-allow-origin": None}),
+    ],
+)
+async def test_cors(method: str, path: str, origin: str, status: int, expected: dict[str, str | None]) -> None:
+    headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+    response = await request(GatewayApp(CORS_SPEC), method, path, headers=headers)
+    assert response.status_code == status
+    for name, value in expected.items():
+        assert response.headers.get(name) == value
+
+
+def test_a_cors_ref_that_points_nowhere_stops_startup() -> None:
+    broken = {**CORS_SPEC, "components": {}}
+    with pytest.raises(SpecError, match=r"paths./listed.x-yc-apigateway-cors.\$ref: .* points nowhere"):
+        GatewayApp(broken)
