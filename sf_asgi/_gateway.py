@@ -237,6 +237,7 @@ class GatewayApp:
             integration=route.integration,
             gateway_id=self.gateway_id,
             scheme=scope.get("scheme", "http"),
+            operation_id=route.operation_id,
         )
         _, response = await app.invoke_event(routed, raw=False, request_id=request_id)
         return response

@@ -317,3 +317,37 @@ def test_a_cors_ref_that_points_nowhere_stops_startup() -> None:
     broken = {**CORS_SPEC, "components": {}}
     with pytest.raises(SpecError, match=r"paths./listed.x-yc-apigateway-cors.\$ref: .* points nowhere"):
         GatewayApp(broken)
+
+
+async def test_payload_format_10(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(textwrap.dedent(ECHO))
+    spec = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/items/{id}": {
+                "get": {
+                    "operationId": "getItem",
+                    "parameters": [{"name": "id", "in": "path"}, {"name": "q", "in": "query"}],
+                    "x-yc-apigateway-integration": {
+                        "type": "cloud_functions",
+                        "function_id": "fn1",
+                        "payload_format_version": "1.0",
+                    },
+                }
+            }
+        },
+    }
+    function = {"source": str(tmp_path), "handler": "index.handler", "isolation": "thread"}
+    event = (await request(GatewayApp(spec, functions={"fn1": function}), "GET", "/items/9?q=a&q=b")).json()["event"]
+    assert set(event) == {
+        "version", "resource", "path", "httpMethod", "headers", "multiValueHeaders", "queryStringParameters",
+        "multiValueQueryStringParameters", "requestContext", "pathParameters", "body", "isBase64Encoded",
+        "parameters", "multiValueParameters", "operationId",
+    }  # fmt: skip
+    assert (event["version"], event["resource"], event["path"]) == ("1.0", "/items/{id}", "/items/9")
+    assert event["pathParameters"] == {"id": "9"}
+    assert (event["parameters"], event["multiValueParameters"]) == (
+        {"id": "9", "q": "b"},
+        {"id": ["9"], "q": ["a", "b"]},
+    )
+    assert event["operationId"] == "getItem"
