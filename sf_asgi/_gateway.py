@@ -18,7 +18,8 @@ from typing import Any
 
 from ._app import FunctionApp, _read_body, _send
 from ._event import build_event, new_request_ids
-from ._gateway_event import gateway_event, substitute
+from ._gateway_auth import Authorizers
+from ._gateway_event import gateway_event, substitute, version_1
 from ._gateway_spec import Route, SpecError, function_ids, load_routes, param_names
 from ._logging import logger
 from ._response import HTTPResponse, wire_headers
@@ -96,6 +97,7 @@ class GatewayApp:
                 )
         self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
         self.gateway_id = gateway_id
+        self._authorizers = Authorizers(self._call_authorizer)
         self._names = {route.template: param_names(route.template) for route in self.routes}
 
     def route_table(self) -> list[str]:
@@ -196,20 +198,16 @@ class GatewayApp:
             await _send(send, found)
             return
         route, params = found
-        if route.kind == "dummy":
-            response = _dummy(route, params, scope)
-        elif route.kind == "cloud_functions":
-            response = await self._function(route, params, scope, body)
-        else:
-            response = _gateway_error(
-                501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"
-            )
+        response = await self._integrate(route, params, scope, body)
         if len(response.body) > GATEWAY_MAX:
             response = _gateway_error(502, "Response is over the gateway's 2.5 MB limit")
         if rule is not None and rule["origin"] is not False and origin is not None:
             response.headers.extend(cors_headers(rule, origin))
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
+
+    async def _call_authorizer(self, function_id: str, event: dict[str, Any]) -> HTTPResponse:
+        return (await self.functions[function_id].invoke_event(event, raw=True))[1]
 
     def _cors(self, path: str) -> dict[str, Any] | None:
         """The CORS rule of the path a request is for (any of its routes carries it)."""
@@ -218,18 +216,21 @@ class GatewayApp:
                 return route.cors
         return None
 
-    async def _function(self, route: Route, params: dict[str, str], scope: Scope, body: bytes) -> HTTPResponse:
-        app = self.functions[str(route.integration["function_id"])]
+    def _event(
+        self, route: Route, params: dict[str, str], scope: Scope, body: bytes
+    ) -> tuple[str, dict[str, Any], str]:
+        """(request id, the gateway's 0.1 event, the raw path) for a request on `route`."""
         request_id, trace_id = new_request_ids()
         query = scope.get("query_string", b"")
         event = build_event(
             scope["method"], scope["headers"], query, body, scope.get("client"), request_id, trace_id, time.time()
         )
         delivered = [(n.decode(), v.decode("utf-8", "replace")) for n, v in scope["headers"] if n in _DELIVERED]
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("utf-8", "replace") or scope["path"]
         routed = gateway_event(
             dict(event),
             template=route.template,
-            raw_path=scope.get("raw_path", scope["path"].encode()).decode("utf-8", "replace") or scope["path"],
+            raw_path=raw_path,
             query=query.decode("utf-8", "replace"),
             path_params=params,
             parameters=route.parameters,
@@ -237,10 +238,30 @@ class GatewayApp:
             integration=route.integration,
             gateway_id=self.gateway_id,
             scheme=scope.get("scheme", "http"),
-            operation_id=route.operation_id,
         )
-        _, response = await app.invoke_event(routed, raw=False, request_id=request_id)
-        return response
+        return request_id, routed, raw_path
+
+    async def _integrate(self, route: Route, params: dict[str, str], scope: Scope, body: bytes) -> HTTPResponse:
+        """The authorizer's verdict, then the integration's answer."""
+        if route.kind not in ("dummy", "cloud_functions"):
+            return _gateway_error(
+                501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"
+            )
+        if route.kind == "dummy" and route.authorizer is None:
+            return _dummy(route, params, scope)
+        request_id, event, raw_path = self._event(route, params, scope, body)
+        if route.authorizer is not None:
+            cookie = event["headers"].get("Cookie", "")
+            verdict = await self._authorizers.verdict(route.authorizer, event, route.template, raw_path, cookie)
+            if isinstance(verdict, HTTPResponse):
+                return verdict
+            event["requestContext"]["authorizer"] = verdict
+        if route.kind == "dummy":
+            return _dummy(route, params, scope)
+        if str(route.integration.get("payload_format_version", "0.1")) == "1.0":
+            event = version_1(event, raw_path, route.operation_id)
+        app = self.functions[str(route.integration["function_id"])]
+        return (await app.invoke_event(event, raw=False, request_id=request_id))[1]
 
 
 def _listed(value: Any) -> str:

@@ -61,7 +61,6 @@ def gateway_event(
     integration: Mapping[str, Any],
     gateway_id: str,
     scheme: str,
-    operation_id: str = "",
 ) -> dict[str, Any]:
     """The 0.1 event for `event` (built as for a direct call) routed through `template`."""
     headers, multi = event["headers"], event["multiValueHeaders"]
@@ -94,12 +93,10 @@ def gateway_event(
     event["multiValueParams"] = multi_params
     if "context" in integration:
         event["requestContext"]["apiGateway"] = {"operationContext": substitute(integration["context"], params)}
-    if str(integration.get("payload_format_version", "0.1")) == "1.0":
-        return _version_1(event, raw_path, operation_id)
     return event
 
 
-def _version_1(event: dict[str, Any], raw_path: str, operation_id: str) -> dict[str, Any]:
+def version_1(event: dict[str, Any], raw_path: str, operation_id: str) -> dict[str, Any]:
     """Payload format 1.0 (cloud-functions.md#request_v1): AWS REST v1 keys, plus Yandex's three."""
     return {
         "version": "1.0",

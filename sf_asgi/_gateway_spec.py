@@ -46,6 +46,7 @@ class Route:
     operation_id: str
     parameters: tuple[dict[str, Any], ...]  # the operation's and the path's declared parameters
     cors: dict[str, Any] | None = None  # the path's CORS rule (or the spec's), None when none applies
+    authorizer: dict[str, Any] | None = None  # the function authorizer that guards it (see _authorizer)
 
     @property
     def kind(self) -> str:
@@ -129,6 +130,8 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
     ignore = (spec.get("x-yc-apigateway") or {}).get("ignoreTrailingSlashes", True) is not False
     shared = ((spec.get("components") or {}).get(INTEGRATION + "s")) or {}
     cors_rules = ((spec.get("components") or {}).get(CORS + "-rules")) or {}
+    schemes = ((spec.get("components") or {}).get("securitySchemes")) or {}
+    top_security = spec.get("security")
     top_cors = _cors_rule((spec.get("x-yc-apigateway") or {}).get("cors"), cors_rules, "x-yc-apigateway.cors", source)
     routes = []
     for template, item in paths.items():
@@ -166,6 +169,7 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
                     str(operation.get("operationId", "")),
                     tuple(p for p in parameters if isinstance(p, dict)),
                     cors,
+                    _authorizer(operation.get("security", top_security), schemes, where, source),
                 )
             )
     # Literal segments beat parameters, parameters beat greedy ones [choice: the gateway's order is not documented].
@@ -213,10 +217,50 @@ def _cors_rule(rule: Any, rules: Mapping[str, Any], where: str, source: str) -> 
     return rule
 
 
+def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: str) -> dict[str, Any] | None:
+    """The function authorizer of an operation's `security` (function-authorizer.md), or None.
+
+    Returns the scheme's kind (`basic`, `bearer` or `apikey`), where an API key is (`in`,
+    `name`), and the authorizer's `function_id`, `ttl` and caching `mode`.
+    """
+    for requirement in security or ():
+        for name in requirement or {}:
+            scheme = schemes.get(name)
+            if not isinstance(scheme, dict):
+                raise SpecError(f"{source}: {where}.security: no securitySchemes.{name}: add it to components")
+            authorizer = scheme.get("x-yc-apigateway-authorizer") or {}
+            if authorizer.get("type") != "function":
+                continue  # a JWT authorizer, or none: not enforced locally (the README says so)
+            if not authorizer.get("function_id"):
+                raise SpecError(f"{source}: securitySchemes.{name}: a function authorizer needs function_id")
+            kind = str(scheme.get("scheme", "")).lower() if scheme.get("type") == "http" else "apikey"
+            if scheme.get("type") not in ("http", "apiKey") or (
+                scheme.get("type") == "http" and kind not in ("basic", "bearer")
+            ):
+                raise SpecError(
+                    f"{source}: securitySchemes.{name}: a function authorizer goes on type http "
+                    "(scheme basic or bearer) or type apiKey"
+                )
+            return {
+                "name": name,
+                "kind": kind,
+                "in": scheme.get("in", "header"),
+                "key": str(scheme.get("name", "")),
+                "function_id": str(authorizer["function_id"]),
+                "ttl": float(authorizer.get("authorizer_result_ttl_in_seconds") or 0),
+                "mode": str(authorizer.get("authorizer_result_caching_mode", "path")),
+            }
+    return None
+
+
 def function_ids(routes: list[Route]) -> dict[str, list[str]]:
-    """Each function_id the spec calls, with the operations that call it."""
+    """Each function_id the spec calls, with the operations that call it (or that it authorizes)."""
     found: dict[str, list[str]] = {}
     for route in routes:
+        if route.authorizer is not None:
+            name = f"the authorizer {route.authorizer['name']}"
+            if name not in found.setdefault(route.authorizer["function_id"], []):
+                found[route.authorizer["function_id"]].append(name)
         if route.kind == "cloud_functions":
             name = route.operation_id or f"{route.method} {route.template}"
             found.setdefault(str(route.integration["function_id"]), []).append(name)

@@ -191,7 +191,10 @@ def demo_gateway(tmp_path: Path) -> Iterator[Any]:
 def test_the_demo_api_end_to_end_with_an_instance_per_function(demo_gateway: Any) -> None:
     with httpx.Client(base_url=demo_gateway.url, timeout=10) as http:
         assert http.get("/health").text == "ok"
-        created = http.post("/todos", json={"title": "ship it"})
+        assert http.post("/todos", json={"title": "no token"}).status_code == 401
+        assert http.post("/todos", json={"title": "bad"}, headers={"Authorization": "Bearer x"}).status_code == 403
+        token = {"Authorization": "Bearer demo-token"}
+        created = http.post("/todos", json={"title": "ship it"}, headers=token)
         assert created.status_code == 201
         assert http.get("/todos").json() == {"todos": [created.json()]}
         assert http.get(f"/todos/{created.json()['id']}/").json() == created.json()
@@ -199,12 +202,12 @@ def test_the_demo_api_end_to_end_with_an_instance_per_function(demo_gateway: Any
         assert whoami["params"] == {"name": "ada", "verbose": "1"}
         assert whoami["operation"] == {"greeting": "hello, ada"}
         assert whoami["authorization"] == "Bearer t"
-        assert http.delete(f"/todos/{created.json()['id']}").status_code == 204
+        assert http.delete(f"/todos/{created.json()['id']}", headers=token).status_code == 204
         assert http.get("/static/css/site.css").status_code == 501
         assert http.get("/missing").status_code == 404
     log = demo_gateway.log
     assert "Route GET     /todos/{id}" in log
-    assert len(set(instance_pids(log))) == 2  # each function has its own instance
+    assert len(set(instance_pids(log))) == 3  # each function (and the authorizer) has its own instance
     assert "Traceback" not in log
 
 
@@ -351,3 +354,118 @@ async def test_payload_format_10(tmp_path: Path) -> None:
         {"id": ["9"], "q": ["a", "b"]},
     )
     assert event["operationId"] == "getItem"
+
+
+AUTHORIZER = """
+import json
+
+CALLS = []
+
+def handler(event, context):
+    CALLS.append(event["path"])
+    token = event["headers"].get("Authorization", "") or event["queryStringParameters"].get("key", "")
+    if token.endswith("boom"):
+        raise RuntimeError("authorizer broke")
+    if token.endswith("garbage"):
+        return "yes"
+    return {"isAuthorized": token.endswith("good"), "context": {"user": "ada", "calls": len(CALLS),
+            "seen": sorted(event), "cookies": event["cookies"]}}
+"""
+
+
+def auth_spec(scheme: dict[str, Any], ttl: int = 0) -> dict[str, Any]:
+    authorizer = {"type": "function", "function_id": "auth", "authorizer_result_ttl_in_seconds": ttl}
+    return {
+        "openapi": "3.0.0",
+        "paths": {
+            "/items/{id}": {
+                "get": {
+                    "security": [{"guard": []}],
+                    "x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": "fn1"},
+                }
+            },
+            "/open": {"get": {"x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": "fn1"}}},
+        },
+        "components": {"securitySchemes": {"guard": {**scheme, "x-yc-apigateway-authorizer": authorizer}}},
+    }
+
+
+@pytest.fixture
+def functions(tmp_path: Path) -> dict[str, Any]:
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "index.py").write_text(textwrap.dedent(ECHO))
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "index.py").write_text(textwrap.dedent(AUTHORIZER))
+    return {
+        "fn1": {"source": str(tmp_path / "fn"), "handler": "index.handler", "isolation": "thread"},
+        "auth": {"source": str(tmp_path / "auth"), "handler": "index.handler", "isolation": "thread"},
+    }
+
+
+BEARER = {"type": "http", "scheme": "bearer"}
+
+
+@pytest.mark.parametrize(
+    ("scheme", "url", "headers", "status"),
+    [
+        (BEARER, "/items/1", {"Authorization": "Bearer good"}, 200),
+        (BEARER, "/items/1", {"Authorization": "Bearer bad"}, 403),  # isAuthorized: false
+        (BEARER, "/items/1", {}, 401),  # missing credentials
+        (BEARER, "/items/1", {"Authorization": "Basic good"}, 401),  # not the scheme's
+        (BEARER, "/items/1", {"Authorization": "Bearer boom"}, 500),  # the authorizer failed
+        (BEARER, "/items/1", {"Authorization": "Bearer garbage"}, 500),  # a malformed verdict
+        (BEARER, "/open", {}, 200),  # no security on the operation
+        ({"type": "http", "scheme": "basic"}, "/items/1", {"Authorization": "Basic good"}, 200),
+        ({"type": "apiKey", "in": "query", "name": "key"}, "/items/1?key=good", {}, 200),
+        ({"type": "apiKey", "in": "query", "name": "key"}, "/items/1", {}, 401),
+        ({"type": "apiKey", "in": "header", "name": "X-Api-Key"}, "/items/1", {"X-Api-Key": "k"}, 403),
+    ],
+)
+async def test_function_authorizer_outcomes(
+    functions: dict[str, Any], scheme: dict[str, Any], url: str, headers: dict[str, str], status: int
+) -> None:
+    response = await request(GatewayApp(auth_spec(scheme), functions=functions), "GET", url, headers=headers)
+    assert response.status_code == status, response.text
+
+
+async def test_the_authorizers_context_reaches_the_function(functions: dict[str, Any]) -> None:
+    headers = {"Authorization": "Bearer good", "Cookie": "session=s1; theme=dark"}
+    event = (
+        await request(GatewayApp(auth_spec(BEARER), functions=functions), "GET", "/items/1", headers=headers)
+    ).json()["event"]
+    authorizer = event["requestContext"]["authorizer"]
+    assert authorizer["user"] == "ada"
+    assert authorizer["seen"] == sorted(
+        [
+            "resource",
+            "path",
+            "httpMethod",
+            "headers",
+            "queryStringParameters",
+            "pathParameters",
+            "requestContext",
+            "cookies",
+        ]
+    )
+    assert authorizer["cookies"] == {"session": "s1", "theme": "dark"}
+
+
+@pytest.mark.parametrize(("ttl", "calls"), [(0, [1, 2, 3]), (300, [1, 1, 1])])
+async def test_verdicts_are_cached_for_the_ttl(functions: dict[str, Any], ttl: int, calls: list[int]) -> None:
+    app = GatewayApp(auth_spec(BEARER, ttl=ttl), functions=functions)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
+        await app.startup()
+        try:
+            seen = []
+            for item in (1, 2, 3):  # mode "path": one template, so one cache entry
+                response = await client.get(f"/items/{item}", headers={"Authorization": "Bearer good"})
+                seen.append(response.json()["event"]["requestContext"]["authorizer"]["calls"])
+        finally:
+            await app.shutdown()
+    assert seen == calls
+
+
+def test_an_authorizer_without_a_local_function_stops_startup(functions: dict[str, Any]) -> None:
+    with pytest.raises(SpecError, match="the authorizer guard call function_id auth"):
+        GatewayApp(auth_spec(BEARER), functions={"fn1": functions["fn1"]})

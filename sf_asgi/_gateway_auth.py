@@ -1,0 +1,102 @@
+"""Function authorizers (function-authorizer.md): credentials, the authorizer's event, its verdict, its cache.
+
+401 when the credentials are missing, 403 when the function says `isAuthorized: false`, 500
+when it fails or answers something else; its `context` becomes `requestContext.authorizer`
+of the integration's event. Verdicts are cached for `authorizer_result_ttl_in_seconds`, by
+the path template (or the URI) with the method and the credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+from ._event import canonical_header_key
+from ._response import HTTPResponse
+
+Verdict = dict[str, Any] | HTTPResponse  # the context on success, else the gateway's answer
+
+
+def _error(status: int, message: str) -> HTTPResponse:
+    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())
+
+
+def cookies(header: str) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def credentials(authorizer: Mapping[str, Any], event: Mapping[str, Any], cookie: str) -> str | None:
+    """What the scheme reads (the Authorization header, or the API key), or None when it is missing."""
+    kind = authorizer["kind"]
+    if kind in ("basic", "bearer"):
+        value = event["headers"].get("Authorization", "")
+        prefix = "Basic " if kind == "basic" else "Bearer "
+        return value if value[: len(prefix)].lower() == prefix.lower() and value[len(prefix) :].strip() else None
+    where, key = authorizer["in"], authorizer["key"]
+    if where == "query":
+        return event["queryStringParameters"].get(key) or None
+    if where == "cookie":
+        return cookies(cookie).get(key) or None
+    return event["headers"].get(canonical_header_key(key)) or None
+
+
+def authorizer_event(event: Mapping[str, Any], template: str, raw_path: str, cookie: str) -> dict[str, Any]:
+    return {
+        "resource": template,
+        "path": raw_path,
+        "httpMethod": event["httpMethod"],
+        "headers": event["headers"],
+        "queryStringParameters": event["queryStringParameters"],
+        "pathParameters": event["pathParams"],
+        "requestContext": event["requestContext"],
+        "cookies": cookies(cookie),
+    }
+
+
+class Authorizers:
+    """The verdicts of the spec's function authorizers, cached as the gateway caches them."""
+
+    def __init__(self, call: Callable[[str, dict[str, Any]], Awaitable[HTTPResponse]]) -> None:
+        self._call = call  # (function_id, event) -> the raw invocation's response
+        self._cache: dict[tuple[str, ...], tuple[float, Verdict]] = {}
+
+    async def verdict(
+        self, authorizer: Mapping[str, Any], event: Mapping[str, Any], template: str, raw_path: str, cookie: str
+    ) -> Verdict:
+        secret = credentials(authorizer, event, cookie)
+        if secret is None:
+            return _error(401, "Unauthorized")
+        where = template if authorizer["mode"] == "path" else f"{raw_path}?{event.get('url', '').partition('?')[2]}"
+        key = (authorizer["function_id"], where, event["httpMethod"], secret)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        response = await self._call(authorizer["function_id"], authorizer_event(event, template, raw_path, cookie))
+        verdict = _read(response)
+        if authorizer["ttl"] > 0 and not (isinstance(verdict, HTTPResponse) and verdict.status == 500):
+            self._cache[key] = (now + authorizer["ttl"], verdict)
+        return verdict
+
+
+def _read(response: HTTPResponse) -> Verdict:
+    if response.error is not None or response.status != 200:
+        return _error(500, "Internal Server Error: the authorizer failed")
+    try:
+        result = json.loads(response.body)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or type(result.get("isAuthorized")) is not bool:
+        return _error(500, 'Internal Server Error: the authorizer must return {"isAuthorized": true or false}')
+    if not result["isAuthorized"]:
+        return _error(403, "Forbidden")
+    context = result.get("context")
+    return dict(context) if isinstance(context, dict) else {}
