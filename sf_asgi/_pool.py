@@ -91,14 +91,18 @@ class Pool:
         self._event = None  # this loop's
         self._watchdog = spawn(self._watch, name="sf_asgi watchdog")
         started = [self._new_instance() for _ in range(self.settings.min_instances)]
-        for instance in started:
-            # A cold start may take the timeout, no more.
-            call = Call("", time.monotonic(), self.settings.timeout, self.new_event)
-            instance.calls[0] = call
-            await instance.ready.wait()
-            instance.calls.pop(0, None)
-            instance.reserved -= 1
-            instance.idle_since = time.monotonic()
+        for index in range(len(started)):
+            instance = started[index]
+            call = await self._cold_start(instance)
+            if _signalled_in_spawn(instance):
+                # A signal to the server's process group (Ctrl+C, a supervisor's SIGTERM) reached the
+                # child between fork and setsid: not the code's fault. One more spawn, then the
+                # server's own handling of that signal goes on.
+                logger.info(
+                    "Instance %d was stopped by a signal to the server's group; starting another", instance.number
+                )
+                instance = started[index] = self._new_instance()
+                call = await self._cold_start(instance)
             if instance.load_error is not None or not instance.loaded:
                 error = instance.load_error.error if instance.load_error is not None else None
                 report = instance.load_report or (error or {}).get("errorMessage") or "the instance did not start"
@@ -111,6 +115,16 @@ class Pool:
                 await self._startup_failed(started)
                 raise LoadError(report)
         self._dispatch()
+
+    async def _cold_start(self, instance: ProcessInstance) -> Call:
+        """Wait for an instance started with the pool; a cold start may take the timeout, no more."""
+        call = Call("", time.monotonic(), self.settings.timeout, self.new_event)
+        instance.calls[0] = call
+        await instance.ready.wait()
+        instance.calls.pop(0, None)
+        instance.reserved -= 1
+        instance.idle_since = time.monotonic()
+        return call
 
     async def _startup_failed(self, started: list[ProcessInstance]) -> None:
         """The pool stays usable (requests retry the import, SPEC §5), but nothing of it outlives a server
@@ -397,3 +411,15 @@ def _memory_error(used: int, limit: int) -> HTTPResponse:
 
 def _shutdown_error(call: Call) -> HTTPResponse:
     return platform_error(503, "ShuttingDown", "The server is shutting down; the invocation was stopped")
+
+
+def _signalled_in_spawn(instance: ProcessInstance) -> bool:
+    """The instance died of SIGINT, SIGTERM or SIGHUP before it was ready, and not by the pool's hand."""
+    code = instance.process.returncode if instance.process is not None else None
+    return (
+        not instance.loaded
+        and instance.kill_reason is None
+        and not instance.stopping
+        and code is not None
+        and -code in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    )

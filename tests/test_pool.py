@@ -483,3 +483,35 @@ async def test_an_import_that_ends_the_instance_is_named(
     with anyio.fail_after(5), pytest.raises(LoadError, match=message):
         await app.startup()
     assert "/sf_asgi/" not in capsys.readouterr().out
+
+
+SIGNALLED_AT_IMPORT = """
+import os, signal, sys
+marker = os.path.join(os.path.dirname(__file__), "signalled")
+if {always} or not os.path.exists(marker):
+    open(marker, "w").close()
+    os.kill(os.getpid(), signal.SIG{name})  # as a group signal that came before the instance's setsid
+
+def handler(event, context):
+    return {{"body": "served"}}
+"""
+
+
+@pytest.mark.parametrize("name", ["TERM", "HUP"])  # SIGINT is ignored by instances already
+async def test_a_group_signal_during_the_spawn_gets_one_more_instance(
+    write_function: Callable[..., Path], name: str
+) -> None:
+    """Found by running the README's gunicorn block: its killpg raced an instance's setsid; the worker exited 3."""
+    folder = write_function(SIGNALLED_AT_IMPORT.format(always=False, name=name))
+    async with started(folder) as http:
+        assert (await http.get("/")).text == "served"
+
+
+async def test_an_instance_that_always_dies_of_a_signal_still_fails_the_startup(
+    write_function: Callable[..., Path],
+) -> None:
+    folder = write_function(SIGNALLED_AT_IMPORT.format(always=True, name="TERM"))
+    app = FunctionApp("index.handler", source_dir=str(folder))
+    with anyio.fail_after(10), pytest.raises(LoadError, match="SIGTERM"):
+        await app.startup()
+    await app.shutdown()
