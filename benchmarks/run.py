@@ -84,6 +84,9 @@ def scenarios() -> list[Scenario]:
             "sf_sync", "sf_asgi, sync hello, one process instance", uvicorn_cmd("sf_asgi:app"), sf("hello", **ONE)
         ),
         Scenario(
+            "sf_gateway", "sf_asgi gateway, sync hello routed, one process instance", uvicorn_cmd("gateway_app:app")
+        ),
+        Scenario(
             "sf_async",
             "sf_asgi, async hello, one process instance",
             uvicorn_cmd("sf_asgi:app"),

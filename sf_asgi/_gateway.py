@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mimetypes
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -84,6 +85,7 @@ class GatewayApp:
         functions: Mapping[str, str | Mapping[str, Any]] | None = None,
         variables: Mapping[str, str] | None = None,
         gateway_id: str = "d5dsfc6jvc4rb8kgsavq",
+        buckets: Mapping[str, str] | None = None,
     ) -> None:
         data, self.source = load_spec(spec)
         self.routes, self.ignore_trailing_slashes = load_routes(data, dict(variables or {}), self.source)
@@ -97,6 +99,8 @@ class GatewayApp:
                 )
         self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
         self.gateway_id = gateway_id
+        # object_storage integrations read a local folder per bucket (relative to the spec's folder).
+        self.buckets = {name: os.path.normpath(os.path.join(base, folder)) for name, folder in (buckets or {}).items()}
         self._authorizers = Authorizers(self._call_authorizer)
         self._names = {route.template: param_names(route.template) for route in self.routes}
 
@@ -110,6 +114,10 @@ class GatewayApp:
                 target = f"{integration['function_id']} -> {app.settings.source_dir}/{app.settings.handler}"
             elif route.kind == "dummy":
                 target = f"{integration.get('http_code', 200)}"
+            elif route.kind == "object_storage" and str(integration.get("bucket")) in self.buckets:
+                target = f"bucket {integration['bucket']} -> {self.buckets[str(integration['bucket'])]}/"
+            elif route.kind == "object_storage":
+                target = f"no --bucket {integration.get('bucket')}=DIR: answers 501"
             else:
                 target = "not run locally: answers 501"
             rows.append(
@@ -243,6 +251,12 @@ class GatewayApp:
 
     async def _integrate(self, route: Route, params: dict[str, str], scope: Scope, body: bytes) -> HTTPResponse:
         """The authorizer's verdict, then the integration's answer."""
+        if route.kind == "object_storage":
+            folder = self.buckets.get(str(route.integration.get("bucket")))
+            if folder is None:
+                bucket = route.integration.get("bucket")
+                return _gateway_error(501, f"bucket {bucket} has no local folder: add --bucket {bucket}=DIR")
+            return _object(route, params, folder)
         if route.kind not in ("dummy", "cloud_functions"):
             return _gateway_error(
                 501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"
@@ -262,6 +276,30 @@ class GatewayApp:
             event = version_1(event, raw_path, route.operation_id)
         app = self.functions[str(route.integration["function_id"])]
         return (await app.invoke_event(event, raw=False, request_id=request_id))[1]
+
+
+def _object(route: Route, params: Mapping[str, str], folder: str) -> HTTPResponse:
+    """`type: object_storage` (object-storage.md) from a local folder: `object` with {param}s,
+    `default_object` instead of a 404 (with a 200), `error_object` as the body of a 404 [choice]."""
+    integration = route.integration
+
+    def read(key: str) -> tuple[bytes, str] | None:
+        path = os.path.normpath(os.path.join(folder, key.lstrip("/")))
+        if not path.startswith(folder + os.sep) or not os.path.isfile(path):  # no way out of the bucket
+            return None
+        with open(path, "rb") as file:
+            return file.read(), mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+    found = read(str(substitute(integration.get("object", ""), params)))
+    status = 200
+    if found is None and integration.get("default_object"):
+        found = read(str(integration["default_object"]))
+    if found is None and integration.get("error_object"):
+        found, status = read(str(integration["error_object"])), 404
+    if found is None:
+        return _gateway_error(404, "Not Found")
+    body, content_type = found
+    return HTTPResponse(status, [(b"content-type", content_type.encode())], body)
 
 
 def _listed(value: Any) -> str:

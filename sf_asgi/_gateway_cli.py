@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--var", action="append", type=_pair("--var"), default=[], metavar="NAME=VALUE", help="a spec variable"
     )
+    parser.add_argument(
+        "--bucket",
+        action="append",
+        type=_pair("--bucket"),
+        default=[],
+        metavar="NAME=DIR",
+        help="serve an object_storage integration's bucket from a local folder, relative to the spec's folder",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     parser.add_argument("--reload", action="store_true", help="new instances of a function on edits in its folder")
@@ -89,7 +97,9 @@ def main(argv: Sequence[str]) -> int:
     from ._gateway import GatewayApp
 
     try:
-        app = GatewayApp(args.spec, functions=_functions(parser, args), variables=dict(args.var))
+        app = GatewayApp(
+            args.spec, functions=_functions(parser, args), variables=dict(args.var), buckets=dict(args.bucket)
+        )
     except (SpecError, ConfigError, LoadError, TypeError) as exc:
         parser.error(str(exc))
     import uvicorn

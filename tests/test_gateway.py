@@ -180,6 +180,8 @@ def demo_gateway(tmp_path: Path) -> Iterator[Any]:
         "openapi.yaml",
         "--functions",
         "functions.yaml",
+        "--bucket",
+        "static=static",
         "--port",
         str(port),
     ]
@@ -203,7 +205,8 @@ def test_the_demo_api_end_to_end_with_an_instance_per_function(demo_gateway: Any
         assert whoami["operation"] == {"greeting": "hello, ada"}
         assert whoami["authorization"] == "Bearer t"
         assert http.delete(f"/todos/{created.json()['id']}", headers=token).status_code == 204
-        assert http.get("/static/css/site.css").status_code == 501
+        assert http.get("/static/index.html").text == "<h1>static</h1>\n"
+        assert http.get("/static/css/site.css").status_code == 404
         assert http.get("/missing").status_code == 404
     log = demo_gateway.log
     assert "Route GET     /todos/{id}" in log
@@ -469,3 +472,49 @@ async def test_verdicts_are_cached_for_the_ttl(functions: dict[str, Any], ttl: i
 def test_an_authorizer_without_a_local_function_stops_startup(functions: dict[str, Any]) -> None:
     with pytest.raises(SpecError, match="the authorizer guard call function_id auth"):
         GatewayApp(auth_spec(BEARER), functions={"fn1": functions["fn1"]})
+
+
+@pytest.fixture
+def bucket_gateway(tmp_path: Path) -> GatewayApp:
+    site = tmp_path / "site"
+    (site / "css").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>home</h1>")
+    (site / "css" / "main.css").write_text("body {}")
+    (site / "404.html").write_text("<h1>missing</h1>")
+    (tmp_path / "secret.txt").write_text("outside the bucket")
+    integration = {"type": "object_storage", "bucket": "site", "object": "{file}"}
+    spec = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/static/{file+}": {"get": {"x-yc-apigateway-integration": integration}},
+            "/app/{file+}": {"get": {"x-yc-apigateway-integration": {**integration, "default_object": "index.html"}}},
+            "/err/{file+}": {"get": {"x-yc-apigateway-integration": {**integration, "error_object": "404.html"}}},
+            "/other/{file+}": {"get": {"x-yc-apigateway-integration": {**integration, "bucket": "unmapped"}}},
+        },
+    }
+    return GatewayApp(spec, buckets={"site": str(site)})
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "content_type"),
+    [
+        ("/static/index.html", 200, "<h1>home</h1>", "text/html"),
+        ("/static/css/main.css", 200, "body {}", "text/css"),  # a greedy path, its content type
+        ("/static/nope.html", 404, None, None),
+        ("/static/..%2Fsecret.txt", 404, None, None),  # never out of the bucket's folder
+        ("/app/some/route", 200, "<h1>home</h1>", "text/html"),  # default_object instead of a 404
+        ("/err/nope", 404, "<h1>missing</h1>", "text/html"),  # error_object as the 404's body
+        ("/other/x", 501, None, None),
+    ],
+)
+async def test_object_storage_from_a_local_folder(
+    bucket_gateway: GatewayApp, path: str, status: int, body: str | None, content_type: str | None
+) -> None:
+    response = await request(bucket_gateway, "GET", path)
+    assert response.status_code == status
+    if body is not None:
+        assert response.text == body
+    if content_type is not None:
+        assert response.headers["content-type"] == content_type
+    if status == 501:
+        assert "add --bucket unmapped=DIR" in response.json()["message"]
