@@ -21,6 +21,7 @@ from ._app import FunctionApp, _read_body, _send
 from ._event import build_event, new_request_ids
 from ._gateway_auth import Authorizers
 from ._gateway_event import gateway_event, substitute, version_1
+from ._gateway_http import proxy
 from ._gateway_spec import Route, SpecError, function_ids, load_routes, param_names
 from ._logging import logger
 from ._response import HTTPResponse, wire_headers
@@ -116,6 +117,8 @@ class GatewayApp:
                 target = f"{integration.get('http_code', 200)}"
             elif route.kind == "object_storage" and str(integration.get("bucket")) in self.buckets:
                 target = f"bucket {integration['bucket']} -> {self.buckets[str(integration['bucket'])]}/"
+            elif route.kind == "http":
+                target = f"proxy -> {integration.get('url', '')}"
             elif route.kind == "object_storage":
                 target = f"no --bucket {integration.get('bucket')}=DIR: answers 501"
             else:
@@ -257,6 +260,9 @@ class GatewayApp:
                 bucket = route.integration.get("bucket")
                 return _gateway_error(501, f"bucket {bucket} has no local folder: add --bucket {bucket}=DIR")
             return _object(route, params, folder)
+        if route.kind == "http":
+            _, event, _ = self._event(route, params, scope, body)  # for the declared parameters' values
+            return await proxy(route.integration, event["params"], scope, body)
         if route.kind not in ("dummy", "cloud_functions"):
             return _gateway_error(
                 501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"

@@ -518,3 +518,83 @@ async def test_object_storage_from_a_local_folder(
         assert response.headers["content-type"] == content_type
     if status == 501:
         assert "add --bucket unmapped=DIR" in response.json()["message"]
+
+
+HTTP_INTEGRATION = {
+    "type": "http",
+    "url": "http://127.0.0.1:{port}/backend/{path}",
+    "headers": {"X-Added": ["one", "two"], "X-From-Param": "{X-Client}"},
+    "query": {"fixed": "1", "item": "{path}"},
+}
+
+
+@pytest.mark.parametrize(
+    ("integration", "sent", "not_sent"),
+    [
+        # By default only User-Agent goes on, with the spec's own headers and query.
+        (
+            HTTP_INTEGRATION,
+            {"user-agent": "ua/1", "x-added": "one,two", "x-from-param": "cli", "query": "fixed=1&item=a%2Fb"},
+            ["x-secret"],
+        ),
+        # '*': '*' forwards the request's own, an empty value with omitEmpty... drops one.
+        (
+            {
+                **HTTP_INTEGRATION,
+                "headers": {"*": "*", "X-Secret": None},
+                "query": {"*": "*", "drop": ""},
+                "omitEmptyHeaders": True,
+                "omitEmptyQueryParameters": True,
+            },
+            {"user-agent": "ua/1", "x-client": "cli", "query": "keep=k"},
+            ["x-secret"],
+        ),
+    ],
+)
+async def test_http_integration_forwards_what_the_gateway_forwards(
+    integration: dict[str, Any], sent: dict[str, str], not_sent: list[str], tmp_path: Path
+) -> None:
+    backend = tmp_path / "backend.py"
+    backend.write_text(
+        "import json\n"
+        "async def app(scope, receive, send):\n"
+        "    headers = {k.decode(): v.decode() for k, v in scope['headers']}\n"
+        "    headers['query'] = scope['query_string'].decode()\n"
+        "    headers['path'] = scope['path']\n"
+        "    await send({'type': 'http.response.start', 'status': 207, 'headers': [(b'x-backend', b'yes')]})\n"
+        "    await send({'type': 'http.response.body', 'body': json.dumps(headers).encode()})\n"
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "backend:app", "--host", "127.0.0.1", "--port", str(port)]
+    with serve(cmd, tmp_path, {}, port, tmp_path / "backend.log"):
+        spec_integration = {**integration, "url": integration["url"].replace("{port}", str(port))}
+        spec = {
+            "openapi": "3.0.0",
+            "paths": {
+                "/proxy/{path+}": {
+                    "get": {
+                        "parameters": [{"name": "path", "in": "path"}, {"name": "X-Client", "in": "header"}],
+                        "x-yc-apigateway-integration": spec_integration,
+                    }
+                }
+            },
+        }
+        headers = {"User-Agent": "ua/1", "X-Client": "cli", "X-Secret": "s"}
+        response = await request(GatewayApp(spec), "GET", "/proxy/a/b?keep=k&drop=d", headers=headers)
+    assert (response.status_code, response.headers["x-backend"]) == (207, "yes")
+    got = response.json()
+    assert got["path"] == "/backend/a/b"
+    for name, value in sent.items():
+        assert got.get(name) == value, (name, got)
+    for name in not_sent:
+        assert name not in got
+
+
+async def test_http_integration_to_nothing_is_502() -> None:
+    port = free_port()
+    spec = {
+        "openapi": "3.0.0",
+        "paths": {"/p": {"get": {"x-yc-apigateway-integration": {"type": "http", "url": f"http://127.0.0.1:{port}/"}}}},
+    }
+    response = await request(GatewayApp(spec), "GET", "/p")
+    assert response.status_code == 502 and "Bad Gateway" in response.json()["message"]

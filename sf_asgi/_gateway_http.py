@@ -1,0 +1,92 @@
+"""`type: http` (http.md): the request proxied to a URL, forwarding only what the gateway forwards.
+
+By default only `User-Agent` and no query parameter go on; `'*': '*'` in `headers` or `query`
+forwards the request's own, and the spec's entries override them. An array is sent as one
+comma-joined value; with `omitEmptyHeaders` / `omitEmptyQueryParameters`, an empty one is
+dropped. `{param}`s are substituted in `url`, `headers` and `query`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ._gateway_event import substitute
+from ._response import HTTPResponse
+
+# Not forwarded either way: they describe one connection, not the request.
+_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"})
+_RECOMPUTED = frozenset({"content-length", "content-encoding"})
+
+
+def _values(
+    spec: Mapping[str, Any] | None, original: list[tuple[str, str]], params: Mapping[str, str], omit_empty: bool
+) -> list[tuple[str, str]]:
+    spec = dict(spec or {})
+    out: dict[str, tuple[str, str]] = {}
+    if spec.pop("*", None) == "*":
+        for name, value in original:
+            out[name.lower()] = (name, value)
+    for name, value in spec.items():
+        if value is None:
+            value = ""
+        text = ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
+        text = str(substitute(text, params))
+        if omit_empty and text == "":
+            out.pop(str(name).lower(), None)
+            continue
+        out[str(name).lower()] = (str(name), text)
+    return list(out.values())
+
+
+def request_parts(
+    integration: Mapping[str, Any], params: Mapping[str, str], scope: Mapping[str, Any]
+) -> tuple[str, str, list[tuple[str, str]], list[tuple[str, str]]]:
+    """(method, url, headers, query) of the proxied request (pure)."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name.decode("latin-1").lower() not in _HOP | {"host", "content-length"}
+    ]
+    agent = [(n, v) for n, v in headers if n.lower() == "user-agent"]
+    spec_headers = dict(integration.get("headers") or {})
+    if spec_headers.get("*") == "*":
+        forwarded = _values(spec_headers, headers, params, bool(integration.get("omitEmptyHeaders")))
+    else:
+        forwarded = _values({**dict(agent), **spec_headers}, [], params, bool(integration.get("omitEmptyHeaders")))
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    sent_query = _values(integration.get("query"), query, params, bool(integration.get("omitEmptyQueryParameters")))
+    method = str(integration.get("method") or scope["method"]).upper()
+    return method, str(substitute(str(integration.get("url", "")), params)), forwarded, sent_query
+
+
+async def proxy(
+    integration: Mapping[str, Any], params: Mapping[str, str], scope: Mapping[str, Any], body: bytes
+) -> HTTPResponse:
+    import httpx
+
+    method, url, headers, query = request_parts(integration, params, scope)
+    timeouts = integration.get("timeouts") or {}
+    timeout = httpx.Timeout(float(timeouts.get("read", 300)), connect=float(timeouts.get("connect", 5)))
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            answer = await client.request(
+                method, url, headers=headers, params=httpx.QueryParams(tuple(query)), content=body or None
+            )
+    except httpx.TimeoutException:
+        return _error(504, f"Gateway Timeout: {url} did not answer in time")
+    except httpx.HTTPError as exc:
+        return _error(502, f"Bad Gateway: {url}: {exc}")
+    kept = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in answer.headers.items()
+        if name.lower() not in _HOP | _RECOMPUTED
+    ]
+    return HTTPResponse(answer.status_code, kept, answer.content)
+
+
+def _error(status: int, message: str) -> HTTPResponse:
+    import json
+
+    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())
