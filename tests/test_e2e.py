@@ -338,6 +338,15 @@ def handler(event, context):
 
 @pytest.fixture(params=["httptools-process", "h11-process", "httptools-thread", "h11-thread"])
 def bad_inputs_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    yield from _bad_inputs_server(request, tmp_path)
+
+
+@pytest.fixture(params=["httptools-thread", "h11-process"])  # each HTTP implementation, each isolation once
+def wire_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    yield from _bad_inputs_server(request, tmp_path)
+
+
+def _bad_inputs_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     http, isolation = request.param.split("-")
     (tmp_path / "index.py").write_text(textwrap.dedent(BAD_INPUTS))
     env = {"SF_HANDLER": "index.handler", "SF_ISOLATION": isolation}
@@ -364,7 +373,8 @@ def test_bad_inputs_get_the_platforms_answer_and_the_server_serves_on(bad_inputs
     assert "please report this as a bug" not in srv.log
 
 
-def test_header_values_are_trimmed_on_the_wire(bad_inputs_server: Server) -> None:
+def test_header_values_are_trimmed_on_the_wire(wire_server: Server) -> None:
+    bad_inputs_server = wire_server
     answer = raw_request(bad_inputs_server.port, b"GET /?do=spaces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head = answer.partition(b"\r\n\r\n")[0].decode().lower()
     assert answer.startswith(b"HTTP/1.1 200 ")
@@ -373,7 +383,8 @@ def test_header_values_are_trimmed_on_the_wire(bad_inputs_server: Server) -> Non
     assert_clean_log(bad_inputs_server)
 
 
-def test_connect_is_refused_without_a_traceback(bad_inputs_server: Server) -> None:
+def test_connect_is_refused_without_a_traceback(wire_server: Server) -> None:
+    bad_inputs_server = wire_server
     answer = raw_request(bad_inputs_server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
     if bad_inputs_server.proc.args[-1] == "httptools":  # type: ignore[index]
         assert answer.startswith(b"HTTP/1.1 400 ")  # httptools' parser refuses it before the app sees it
