@@ -21,7 +21,7 @@ from ._app import FunctionApp, _read_body, _send
 from ._event import build_event, new_request_ids
 from ._gateway_auth import Authorizers
 from ._gateway_event import gateway_event, substitute, version_1
-from ._gateway_http import proxy
+from ._gateway_http import container, proxy
 from ._gateway_spec import Route, SpecError, function_ids, load_routes, param_names
 from ._logging import logger
 from ._response import HTTPResponse, wire_headers
@@ -87,6 +87,7 @@ class GatewayApp:
         variables: Mapping[str, str] | None = None,
         gateway_id: str = "d5dsfc6jvc4rb8kgsavq",
         buckets: Mapping[str, str] | None = None,
+        containers: Mapping[str, str] | None = None,
     ) -> None:
         data, self.source = load_spec(spec)
         self.routes, self.ignore_trailing_slashes = load_routes(data, dict(variables or {}), self.source)
@@ -101,6 +102,7 @@ class GatewayApp:
         self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
         self.gateway_id = gateway_id
         # object_storage integrations read a local folder per bucket (relative to the spec's folder).
+        self.containers = dict(containers or {})  # serverless_containers: container_id -> a local URL
         self.buckets = {name: os.path.normpath(os.path.join(base, folder)) for name, folder in (buckets or {}).items()}
         self._authorizers = Authorizers(self._call_authorizer)
         self._names = {route.template: param_names(route.template) for route in self.routes}
@@ -119,6 +121,13 @@ class GatewayApp:
                 target = f"bucket {integration['bucket']} -> {self.buckets[str(integration['bucket'])]}/"
             elif route.kind == "http":
                 target = f"proxy -> {integration.get('url', '')}"
+            elif route.kind == "serverless_containers":
+                cid = str(integration.get("container_id"))
+                target = (
+                    f"container {cid} -> {self.containers[cid]}"
+                    if cid in self.containers
+                    else (f"no --container {cid}=URL: answers 501")
+                )
             elif route.kind == "object_storage":
                 target = f"no --bucket {integration.get('bucket')}=DIR: answers 501"
             else:
@@ -260,6 +269,14 @@ class GatewayApp:
                 bucket = route.integration.get("bucket")
                 return _gateway_error(501, f"bucket {bucket} has no local folder: add --bucket {bucket}=DIR")
             return _object(route, params, folder)
+        if route.kind == "serverless_containers":
+            container_id = str(route.integration.get("container_id"))
+            if container_id not in self.containers:
+                return _gateway_error(
+                    501, f"container {container_id} has no local URL: add --container {container_id}=URL"
+                )
+            _, event, _ = self._event(route, params, scope, body)
+            return await container(self.containers[container_id], route.integration, event["params"], scope, body)
         if route.kind == "http":
             _, event, _ = self._event(route, params, scope, body)  # for the declared parameters' values
             return await proxy(route.integration, event["params"], scope, body)

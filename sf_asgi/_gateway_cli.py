@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=DIR",
         help="serve an object_storage integration's bucket from a local folder, relative to the spec's folder",
     )
+    parser.add_argument(
+        "--container",
+        action="append",
+        type=_pair("--container"),
+        default=[],
+        metavar="ID=URL",
+        help="send a serverless_containers integration's requests to a local URL, e.g. abc=http://127.0.0.1:9000",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     parser.add_argument("--reload", action="store_true", help="new instances of a function on edits in its folder")
@@ -98,7 +106,11 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         app = GatewayApp(
-            args.spec, functions=_functions(parser, args), variables=dict(args.var), buckets=dict(args.bucket)
+            args.spec,
+            functions=_functions(parser, args),
+            variables=dict(args.var),
+            buckets=dict(args.bucket),
+            containers=dict(args.container),
         )
     except (SpecError, ConfigError, LoadError, TypeError) as exc:
         parser.error(str(exc))

@@ -64,15 +64,51 @@ def request_parts(
 async def proxy(
     integration: Mapping[str, Any], params: Mapping[str, str], scope: Mapping[str, Any], body: bytes
 ) -> HTTPResponse:
+    method, url, headers, query = request_parts(integration, params, scope)
+    return await _send_request(method, url, headers, query, body, integration.get("timeouts") or {})
+
+
+async def container(
+    base_url: str, integration: Mapping[str, Any], params: Mapping[str, str], scope: Mapping[str, Any], body: bytes
+) -> HTTPResponse:
+    """`type: serverless_containers` (containers.md): the request as it came, to the container's URL, with
+    the integration's `context` base64-encoded in `X-Yc-ApiGateway-Operation-Context`."""
+    import base64
+    import json
+
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name.decode("latin-1").lower() not in _HOP | {"content-length"}
+    ]
+    if "context" in integration:
+        context = json.dumps(substitute(integration["context"], params), separators=(",", ":"))
+        headers.append(("X-Yc-ApiGateway-Operation-Context", base64.b64encode(context.encode()).decode()))
+    raw_path = scope.get("raw_path") or str(scope["path"]).encode()
+    query = scope.get("query_string", b"")
+    url = base_url.rstrip("/") + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    return await _send_request(str(scope["method"]), url, headers, [], body, integration.get("timeouts") or {})
+
+
+async def _send_request(
+    method: str,
+    url: str,
+    headers: list[tuple[str, str]],
+    query: list[tuple[str, str]],
+    body: bytes,
+    timeouts: Mapping[str, Any],
+) -> HTTPResponse:
     import httpx
 
-    method, url, headers, query = request_parts(integration, params, scope)
-    timeouts = integration.get("timeouts") or {}
     timeout = httpx.Timeout(float(timeouts.get("read", 300)), connect=float(timeouts.get("connect", 5)))
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
             answer = await client.request(
-                method, url, headers=headers, params=httpx.QueryParams(tuple(query)), content=body or None
+                method,
+                url,
+                headers=headers,
+                params=httpx.QueryParams(tuple(query)) if query else None,
+                content=body or None,
             )
     except httpx.TimeoutException:
         return _error(504, f"Gateway Timeout: {url} did not answer in time")

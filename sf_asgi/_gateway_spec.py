@@ -17,7 +17,7 @@ ANY_METHOD = "x-yc-apigateway-any-method"
 INTEGRATION = "x-yc-apigateway-integration"
 CORS = "x-yc-apigateway-cors"
 # What sf_asgi runs locally; the rest are named in the route table and answered with a 501.
-RUNNABLE = frozenset({"cloud_functions", "dummy", "http", "object_storage"})
+RUNNABLE = frozenset({"cloud_functions", "dummy", "http", "object_storage", "serverless_containers"})
 KNOWN = RUNNABLE | {
     "http",
     "object_storage",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -598,3 +600,34 @@ async def test_http_integration_to_nothing_is_502() -> None:
     }
     response = await request(GatewayApp(spec), "GET", "/p")
     assert response.status_code == 502 and "Bad Gateway" in response.json()["message"]
+
+
+async def test_serverless_containers_get_the_request_and_the_operation_context(tmp_path: Path) -> None:
+    (tmp_path / "backend.py").write_text(
+        "import json\n"
+        "async def app(scope, receive, send):\n"
+        "    headers = {k.decode(): v.decode() for k, v in scope['headers']}\n"
+        "    got = {'path': scope['path'], 'query': scope['query_string'].decode(), 'headers': headers}\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': json.dumps(got).encode()})\n"
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "backend:app", "--host", "127.0.0.1", "--port", str(port)]
+    integration = {"type": "serverless_containers", "container_id": "bba1", "context": {"user": "{name}"}}
+    spec = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/c/{name}": {
+                "get": {"parameters": [{"name": "name", "in": "path"}], "x-yc-apigateway-integration": integration}
+            },
+            "/none": {"get": {"x-yc-apigateway-integration": {**integration, "container_id": "other"}}},
+        },
+    }
+    app = GatewayApp(spec, containers={"bba1": f"http://127.0.0.1:{port}"})
+    with serve(cmd, tmp_path, {}, port, tmp_path / "backend.log"):
+        got = (await request(app, "GET", "/c/ada?x=1", headers={"X-Mine": "m"})).json()
+    assert (got["path"], got["query"], got["headers"]["x-mine"]) == ("/c/ada", "x=1", "m")
+    context = base64.b64decode(got["headers"]["x-yc-apigateway-operation-context"])
+    assert json.loads(context) == {"user": "ada"}
+    missing = await request(app, "GET", "/none")
+    assert missing.status_code == 501 and "add --container other=URL" in missing.json()["message"]
