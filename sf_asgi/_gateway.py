@@ -104,7 +104,7 @@ class GatewayApp:
         # object_storage integrations read a local folder per bucket (relative to the spec's folder).
         self.containers = dict(containers or {})  # serverless_containers: container_id -> a local URL
         self.buckets = {name: os.path.normpath(os.path.join(base, folder)) for name, folder in (buckets or {}).items()}
-        self._authorizers = Authorizers(self._call_authorizer)
+        self._authorizers = Authorizers(self._call_authorizer, base)
         self._names = {route.template: param_names(route.template) for route in self.routes}
 
     def route_table(self) -> list[str]:

@@ -229,8 +229,10 @@ def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: s
             if not isinstance(scheme, dict):
                 raise SpecError(f"{source}: {where}.security: no securitySchemes.{name}: add it to components")
             authorizer = scheme.get("x-yc-apigateway-authorizer") or {}
+            if authorizer.get("type") == "jwt":
+                return _jwt(name, scheme, authorizer, list(requirement[name] or ()), source)
             if authorizer.get("type") != "function":
-                continue  # a JWT authorizer, or none: not enforced locally (the README says so)
+                continue  # not an authorizer the gateway runs (an API key the integration checks itself)
             if not authorizer.get("function_id"):
                 raise SpecError(f"{source}: securitySchemes.{name}: a function authorizer needs function_id")
             kind = str(scheme.get("scheme", "")).lower() if scheme.get("type") == "http" else "apikey"
@@ -253,11 +255,45 @@ def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: s
     return None
 
 
+def _jwt(
+    name: str, scheme: Mapping[str, Any], authorizer: Mapping[str, Any], scopes: list[str], source: str
+) -> dict[str, Any]:
+    """A JWT authorizer (jwt-authorizer.md) on an openIdConnect scheme."""
+    if scheme.get("type") != "openIdConnect":
+        raise SpecError(f"{source}: securitySchemes.{name}: a jwt authorizer goes on type openIdConnect")
+    identity = authorizer.get("identitySource") or authorizer.get("IdentitySource")
+    if (
+        not isinstance(identity, dict)
+        or identity.get("in") not in ("header", "query", "cookie")
+        or not identity.get("name")
+    ):
+        example = "{in: header, name: Authorization, prefix: 'Bearer '}"
+        raise SpecError(f"{source}: securitySchemes.{name}: give identitySource: {example}")
+    if not authorizer.get("jwksUri"):
+        hint = "a JWKS file or URL; ${var.jwks} lets --var set it locally"
+        raise SpecError(f"{source}: securitySchemes.{name}: give jwksUri ({hint})")
+    return {
+        "name": name,
+        "kind": "jwt",
+        "in": identity["in"],
+        "key": str(identity["name"]),
+        "prefix": str(identity.get("prefix", "")),
+        "jwks": str(authorizer["jwksUri"]),
+        "issuers": list(authorizer.get("issuers") or ()),
+        "audiences": list(authorizer.get("audiences") or ()),
+        "required": list(authorizer.get("requiredClaims") or ()),
+        "scopes": scopes,
+        "function_id": "",
+        "ttl": float(authorizer.get("authorizer_result_ttl_in_seconds") or 0),
+        "mode": str(authorizer.get("authorizer_result_caching_mode", "path")),
+    }
+
+
 def function_ids(routes: list[Route]) -> dict[str, list[str]]:
     """Each function_id the spec calls, with the operations that call it (or that it authorizes)."""
     found: dict[str, list[str]] = {}
     for route in routes:
-        if route.authorizer is not None:
+        if route.authorizer is not None and route.authorizer["kind"] != "jwt":
             name = f"the authorizer {route.authorizer['name']}"
             if name not in found.setdefault(route.authorizer["function_id"], []):
                 found[route.authorizer["function_id"]].append(name)

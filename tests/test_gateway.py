@@ -631,3 +631,94 @@ async def test_serverless_containers_get_the_request_and_the_operation_context(t
     assert json.loads(context) == {"user": "ada"}
     missing = await request(app, "GET", "/none")
     assert missing.status_code == 501 and "add --container other=URL" in missing.json()["message"]
+
+
+@pytest.fixture(scope="module")
+def rsa_keys() -> tuple[Any, dict[str, Any]]:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    return private, {"keys": [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]}
+
+
+def jwt_spec(jwks: str) -> dict[str, Any]:
+    authorizer = {
+        "type": "jwt",
+        "jwksUri": jwks,
+        "identitySource": {"in": "header", "name": "Authorization", "prefix": "Bearer "},
+        "issuers": ["https://issuer.example"],
+        "audiences": ["api"],
+        "requiredClaims": ["email"],
+    }
+    return {
+        "openapi": "3.0.0",
+        "paths": {
+            "/me": {
+                "get": {
+                    "security": [{"jwtAuth": ["profile:read"]}],
+                    "x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": "fn1"},
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {
+                "jwtAuth": {
+                    "type": "openIdConnect",
+                    "openIdConnectUrl": "https://issuer.example/.well-known/openid-configuration",
+                    "x-yc-apigateway-authorizer": authorizer,
+                }
+            }
+        },
+    }
+
+
+GOOD_CLAIMS = {"iss": "https://issuer.example", "aud": "api", "email": "ada@example.com", "scope": "profile:read x"}
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({}, 200),
+        ({"exp": 1}, 401),  # expired
+        ({"aud": "other"}, 401),
+        ({"iss": "https://evil.example"}, 401),
+        ({"email": None}, 401),  # a required claim missing
+        ({"scope": "profile:write"}, 403),  # valid, without the operation's scope
+        ("no token", 401),
+        ("signed by another key", 401),
+    ],
+)
+async def test_jwt_authorizer(
+    tmp_path: Path, functions: dict[str, Any], rsa_keys: tuple[Any, dict[str, Any]], change: Any, status: int
+) -> None:
+    import time as clock
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private, jwks = rsa_keys
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    claims: dict[str, Any] = {**GOOD_CLAIMS, "exp": int(clock.time()) + 60}
+    key = private
+    if isinstance(change, dict):
+        claims.update(change)
+        claims = {k: v for k, v in claims.items() if v is not None}
+    elif change == "signed by another key":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    headers = {} if change == "no token" else {"Authorization": f"Bearer {token}"}
+    app = GatewayApp(jwt_spec(str(tmp_path / "jwks.json")), functions={"fn1": functions["fn1"]})
+    response = await request(app, "GET", "/me", headers=headers)
+    assert response.status_code == status, response.text
+    if status == 200:
+        context = response.json()["event"]["requestContext"]["authorizer"]["jwt"]
+        assert context["claims"]["email"] == "ada@example.com"
+        assert context["scopes"] == ["profile:read", "x"]
+
+
+async def test_jwt_authorizer_without_its_jwks_is_500(tmp_path: Path, functions: dict[str, Any]) -> None:
+    app = GatewayApp(jwt_spec(str(tmp_path / "missing.json")), functions={"fn1": functions["fn1"]})
+    response = await request(app, "GET", "/me", headers={"Authorization": "Bearer a.b.c"})
+    assert response.status_code == 500 and "could not be read" in response.json()["message"]
