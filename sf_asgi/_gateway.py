@@ -12,6 +12,7 @@ import contextlib
 import json
 import mimetypes
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -69,6 +70,16 @@ def function_app(function_id: str, target: str | Mapping[str, Any], base: str) -
             settings["source_dir"] = settings.pop("source")
     settings.setdefault("function_name", function_id)
     settings["source_dir"] = os.path.normpath(os.path.join(base, settings.get("source_dir", ".")))
+    if settings.get("env_file"):
+        settings["env_file"] = os.path.join(base, settings["env_file"])
+    environment = settings.pop("environment", None)
+    if environment:  # the version's inline environment, as a deploy config has it: an env file of its own
+        if not isinstance(environment, Mapping):
+            raise SpecError(f"function {function_id}: environment is a mapping of NAME: value")
+        fd, path = tempfile.mkstemp(prefix=f"sf-asgi-{function_id}-", suffix=".env")
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.writelines(f"{name}={value}\n" for name, value in environment.items())
+        settings["env_file"] = path
     handler = settings.pop("handler", "")
     if not handler:
         raise SpecError(

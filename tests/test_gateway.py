@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -722,3 +724,48 @@ async def test_jwt_authorizer_without_its_jwks_is_500(tmp_path: Path, functions:
     app = GatewayApp(jwt_spec(str(tmp_path / "missing.json")), functions={"fn1": functions["fn1"]})
     response = await request(app, "GET", "/me", headers={"Authorization": "Bearer a.b.c"})
     assert response.status_code == 500 and "could not be read" in response.json()["message"]
+
+
+async def test_functions_take_their_own_settings_and_inline_environment(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(
+        "import json, os\n"
+        "def handler(event, context):\n"
+        "    return {'body': json.dumps([os.environ.get('GREETING'), context.memory_limit_in_mb])}\n"
+    )
+    function = {
+        "source": str(tmp_path),
+        "handler": "index.handler",
+        "memory_limit_mb": 256,
+        "environment": {"GREETING": "hi"},
+    }
+    response = await request(GatewayApp(SPEC, functions={"fn1": function}), "GET", "/items/1")
+    assert response.json() == ["hi", 256]
+
+
+async def test_an_edit_reloads_only_that_functions_instances(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.py").write_text(
+            f"import os\ndef handler(e, c):\n    return {{'body': '{name} ' + str(os.getpid())}}\n"
+        )
+    route = lambda fid: {"get": {"x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": fid}}}  # noqa: E731
+    spec = {"openapi": "3.0.0", "paths": {"/a": route("a"), "/b": route("b")}}
+    functions = {fid: {"source": str(tmp_path / fid), "handler": "index.handler", "reload": True} for fid in ("a", "b")}
+    app = GatewayApp(spec, functions=functions)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
+        await app.startup()
+        try:
+            before = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
+            source = tmp_path / "a" / "index.py"
+            source.write_text(source.read_text().replace("'a '", "'a2 '"))
+            os.utime(source, (time.time() + 2, time.time() + 2))
+            for _ in range(60):  # bounded: a reload takes well under a second
+                await anyio.sleep(0.05)
+                if (await client.get("/a")).text.startswith("a2 "):
+                    break
+            after = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
+        finally:
+            await app.shutdown()
+    assert after["a"].startswith("a2 ") and after["a"] != before["a"]
+    assert after["b"] == before["b"]  # the same instance, untouched
