@@ -111,6 +111,10 @@ class GatewayApp:
                     f"function: add --function {function_id}=DIR/FILE.FUNCTION (or map it in --functions FILE)"
                 )
         self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
+        self._targets, self._base = functions, base
+        # A tag names a version: each (function, tag) is a function version of its own, with its own
+        # instances and its tag as context.function_version, as on the platform [choice: one local code].
+        self._versions: dict[tuple[str, str], FunctionApp] = {}
         self.gateway_id = gateway_id
         # object_storage integrations read a local folder per bucket (relative to the spec's folder).
         self.containers = dict(containers or {})  # serverless_containers: container_id -> a local URL
@@ -155,7 +159,7 @@ class GatewayApp:
             await app.startup()
 
     async def shutdown(self) -> None:
-        for app in self.functions.values():
+        for app in [*self.functions.values(), *self._versions.values()]:
             await app.shutdown()
 
     @contextlib.asynccontextmanager
@@ -237,6 +241,22 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
 
+    def _version(self, function_id: str, tag: Any, params: Mapping[str, str]) -> FunctionApp:
+        """The function, or the version its `tag` (with {param}s substituted) names."""
+        name = str(substitute(str(tag), params)) if tag else "$latest"
+        if name == "$latest":
+            return self.functions[function_id]
+        app = self._versions.get((function_id, name))
+        if app is None:
+            target = self._targets[function_id]
+            settings = dict(target) if isinstance(target, Mapping) else {}
+            if isinstance(target, str):
+                folder, _, entry = target.rpartition("/")
+                settings = {"source": folder or ".", "handler": entry}
+            app = function_app(function_id, {**settings, "function_version": name}, self._base)
+            self._versions[(function_id, name)] = app  # started by its first invocation
+        return app
+
     async def _call_authorizer(self, function_id: str, event: dict[str, Any]) -> HTTPResponse:
         return (await self.functions[function_id].invoke_event(event, raw=True))[1]
 
@@ -308,7 +328,7 @@ class GatewayApp:
             return _dummy(route, params, scope)
         if str(route.integration.get("payload_format_version", "0.1")) == "1.0":
             event = version_1(event, raw_path, route.operation_id)
-        app = self.functions[str(route.integration["function_id"])]
+        app = self._version(str(route.integration["function_id"]), route.integration.get("tag"), params)
         return (await app.invoke_event(event, raw=False, request_id=request_id))[1]
 
 

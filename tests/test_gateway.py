@@ -748,7 +748,10 @@ async def test_an_edit_reloads_only_that_functions_instances(tmp_path: Path) -> 
         (tmp_path / name / "index.py").write_text(
             f"import os\ndef handler(e, c):\n    return {{'body': '{name} ' + str(os.getpid())}}\n"
         )
-    route = lambda fid: {"get": {"x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": fid}}}  # noqa: E731
+
+    def route(fid: str) -> dict[str, Any]:
+        return {"get": {"x-yc-apigateway-integration": {"type": "cloud_functions", "function_id": fid}}}
+
     spec = {"openapi": "3.0.0", "paths": {"/a": route("a"), "/b": route("b")}}
     functions = {fid: {"source": str(tmp_path / fid), "handler": "index.handler", "reload": True} for fid in ("a", "b")}
     app = GatewayApp(spec, functions=functions)
@@ -769,3 +772,28 @@ async def test_an_edit_reloads_only_that_functions_instances(tmp_path: Path) -> 
             await app.shutdown()
     assert after["a"].startswith("a2 ") and after["a"] != before["a"]
     assert after["b"] == before["b"]  # the same instance, untouched
+
+
+def tagged(tag: str) -> dict[str, Any]:
+    integration = {"type": "cloud_functions", "function_id": "f", "tag": tag}
+    return {"get": {"x-yc-apigateway-integration": integration}}
+
+
+async def test_a_tag_is_a_version_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text(
+        "import os\ndef handler(e, c):\n    return {'body': c.function_version + ' ' + str(os.getpid())}\n"
+    )
+    spec = {
+        "openapi": "3.0.0",
+        "paths": {"/latest": tagged("$latest"), "/prod": tagged("prod"), "/v/{t}": tagged("{t}")},
+    }
+    app = GatewayApp(spec, functions={"f": {"source": str(tmp_path), "handler": "index.handler"}})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
+        await app.startup()
+        try:
+            answers = [(await client.get(path)).text.split() for path in ("/latest", "/prod", "/v/canary", "/prod")]
+        finally:
+            await app.shutdown()
+    assert [version for version, _ in answers] == ["$latest", "prod", "canary", "prod"]
+    assert len({pid for _, pid in answers[:3]}) == 3 and answers[1][1] == answers[3][1]  # one instance per version
