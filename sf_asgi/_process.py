@@ -269,10 +269,18 @@ class ProcessInstance:
 
     def _exited(self, code: int) -> None:
         self.dead = True
+        logged = set()
         for call in [*self._killed, *self.calls.values()]:
-            if call.request_id and call.id in self._sent:
-                self._sent.discard(call.id)
-                self._log_killed(call)
+            if not call.request_id or call.id in logged:
+                continue  # a pool's own cold-start watch has no request
+            logged.add(call.id)
+            if call.id not in self._sent:
+                # Killed in the cold start it was waiting for (its deadline counts it): it gets its lines too.
+                self._output.system_lines(
+                    call.request_id, f"START RequestID: {call.request_id} Version: {self.settings.function_version}"
+                )
+            self._sent.discard(call.id)
+            self._log_killed(call)
         # Whatever it still had (all of it, if it crashed) fails with it: no call waits for a dead instance.
         how = describe_exit(code)
         crashed = platform_error(
