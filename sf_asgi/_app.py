@@ -31,6 +31,7 @@ from ._response import (
     MAX_PAYLOAD,
     HTTPResponse,
     platform_error,
+    user_error_response,
     wire_headers,
 )
 from ._types import Handler, Receive, Scope, Send
@@ -236,6 +237,13 @@ class FunctionApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _in_users_words(self, response: HTTPResponse | None) -> HTTPResponse | None:
+        """An instance's LoadError names SF_* variables; the client is told in the user's words."""
+        if response is None or not response.error or response.error.get("errorType") != "LoadError":
+            return response
+        words = in_words(str(response.error["errorMessage"]), self._via or os.environ.get(VIA_VARIABLE, "env"))
+        return user_error_response({**response.error, "errorMessage": words})
+
     def _words(self, error: ConfigError | LoadError) -> str:
         """The error's message (and a LoadError's traceback), naming settings as the user gave them."""
         text = error.report() if isinstance(error, LoadError) else str(error)
@@ -285,6 +293,7 @@ class FunctionApp:
                 else:
                     assert pool is not None
                     response = await _respond_process(pool, event, request_id, raw, watch, send)
+                    response = self._in_users_words(response)
             if response is None:
                 return  # nothing more to send
         except Exception:

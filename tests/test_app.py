@@ -305,3 +305,24 @@ async def test_head_request() -> None:
 def test_bad_handler_argument() -> None:
     with pytest.raises(TypeError, match="handler must be a callable or an entry point string"):
         FunctionApp(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("via", "words"), [("code", "or set source_dir"), ("env", "or set SF_SOURCE_DIR"), ("cli", "or pass --source")]
+)
+async def test_a_load_error_at_request_time_names_settings_the_way_they_were_given(
+    write_function: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, via: str, words: str
+) -> None:
+    folder = write_function("x = 1")
+    if via == "code":
+        app = FunctionApp("nope.handler", source_dir=str(folder))
+    else:
+        monkeypatch.setenv("SF_HANDLER", "nope.handler")
+        monkeypatch.setenv("SF_SOURCE_DIR", str(folder))
+        if via == "cli":
+            monkeypatch.setenv("_SF_ASGI_VIA", "cli")
+        app = FunctionApp()
+    async with client(app) as http:  # no lifespan: the request meets the failed import (a process instance's)
+        response = await http.get("/")
+    assert response.status_code == 502
+    assert words in response.json()["errorMessage"]
