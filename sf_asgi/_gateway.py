@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._app import FunctionApp, _read_body, _send
+from ._config import ConfigError, in_words
 from ._event import build_event, new_request_ids
 from ._gateway_auth import Authorizers
 from ._gateway_event import gateway_event, substitute, version_1
@@ -88,6 +89,22 @@ def function_app(function_id: str, target: str | Mapping[str, Any], base: str) -
     return FunctionApp(handler, **settings)
 
 
+def _function_app(function_id: str, target: str | Mapping[str, Any], base: str) -> FunctionApp:
+    """`function_app`, with its errors naming the function and the field to fix."""
+    try:
+        app = function_app(function_id, target, base)
+    except (ConfigError, TypeError, ValueError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"function {function_id}: {in_words(str(exc), 'code')}") from None
+    if not os.path.isdir(app.settings.source_dir):
+        raise SpecError(
+            f"function {function_id}: its folder {app.settings.source_dir} does not exist: "
+            "fix its source: in --functions FILE, or the DIR of --function ID=DIR/FILE.FUNCTION"
+        )
+    return app
+
+
 class GatewayApp:
     """Serve an API Gateway spec, e.g. `GatewayApp("openapi.yaml", functions={"d4e1abc": "todo/index.handler"})`."""
 
@@ -110,7 +127,7 @@ class GatewayApp:
                     f"{self.source}: {', '.join(operations)} call function_id {function_id}, which has no local "
                     f"function: add --function {function_id}=DIR/FILE.FUNCTION (or map it in --functions FILE)"
                 )
-        self.functions = {fid: function_app(fid, target, base) for fid, target in functions.items()}
+        self.functions = {fid: _function_app(fid, target, base) for fid, target in functions.items()}
         self._targets, self._base = functions, base
         # A tag names a version: each (function, tag) is a function version of its own, with its own
         # instances and its tag as context.function_version, as on the platform [choice: one local code].
@@ -408,7 +425,7 @@ def _dummy(route: Route, params: Mapping[str, str], scope: Scope) -> HTTPRespons
     if chosen != "*" and not any(name.lower() == b"content-type" for name, _ in headers):
         headers.append((b"content-type", chosen.encode()))
     text = str(substitute(content.get(chosen, ""), params)) if content else ""
-    return HTTPResponse(int(integration.get("http_code", 200)), headers, text.encode())
+    return HTTPResponse(integration.get("http_code", 200), headers, text.encode())
 
 
 def _negotiate(accept: str, offered: list[str]) -> str | None:

@@ -75,8 +75,12 @@ def _functions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
         try:
             with open(args.functions, encoding="utf-8") as file:
                 loaded = yaml.safe_load(file) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            parser.error(f"--functions {args.functions}: {exc}")
+        except OSError as exc:
+            parser.error(f"--functions {args.functions}: {exc.strerror}")
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            parser.error(f"--functions {args.functions}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}")
         if not isinstance(loaded, dict):
             parser.error(f"--functions {args.functions}: map each function_id to its source and handler")
         folder = os.path.relpath(

@@ -104,11 +104,15 @@ def _variable(name: str, variables: Mapping[str, Any], where: str, source: str) 
 
 def spec_variables(spec: Mapping[str, Any], given: Mapping[str, str], source: str) -> dict[str, Any]:
     """The defaults of `x-yc-apigateway.variables`, with the given values over them (checked against `enum`)."""
-    declared = (spec.get("x-yc-apigateway") or {}).get("variables") or {}
+    top = _mapping(spec.get("x-yc-apigateway"), "x-yc-apigateway", source)
+    declared = _mapping(top.get("variables"), "x-yc-apigateway.variables", source)
     values: dict[str, Any] = {}
     for name, definition in declared.items():
         if not isinstance(definition, dict) or "default" not in definition:
             raise SpecError(f"{source}: x-yc-apigateway.variables.{name}: give it a default")
+        enum = definition.get("enum")
+        if enum is not None and definition["default"] not in enum:
+            raise SpecError(f"{source}: x-yc-apigateway.variables.{name}: the default is not in its enum")
         values[name] = definition["default"]
     for name, value in given.items():
         enum = (declared.get(name) or {}).get("enum")
@@ -128,9 +132,10 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
     if not isinstance(paths, dict) or not paths:
         raise SpecError(f"{source}: no paths: add a paths: section with at least one operation")
     ignore = (spec.get("x-yc-apigateway") or {}).get("ignoreTrailingSlashes", True) is not False
-    shared = ((spec.get("components") or {}).get(INTEGRATION + "s")) or {}
-    cors_rules = ((spec.get("components") or {}).get(CORS + "-rules")) or {}
-    schemes = ((spec.get("components") or {}).get("securitySchemes")) or {}
+    components = _mapping(spec.get("components"), "components", source)
+    shared = _mapping(components.get(INTEGRATION + "s"), f"components.{INTEGRATION}s", source)
+    cors_rules = _mapping(components.get(CORS + "-rules"), f"components.{CORS}-rules", source)
+    schemes = _mapping(components.get("securitySchemes"), "components.securitySchemes", source)
     top_security = spec.get("security")
     top_cors = _cors_rule((spec.get("x-yc-apigateway") or {}).get("cors"), cors_rules, "x-yc-apigateway.cors", source)
     routes = []
@@ -139,7 +144,11 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
             raise SpecError(f"{source}: paths.{template}: a path starts with /, e.g. /todos/{{id}}")
         if not isinstance(item, dict):
             raise SpecError(f"{source}: paths.{template}: give its operations (get:, post: ...)")
-        path_parameters = tuple(item.get("parameters") or ())
+        _check_template(template, source)
+        for key in item:
+            if key not in (*METHODS, ANY_METHOD, INTEGRATION, CORS, *_PATH_FIELDS) and not str(key).startswith("x-"):
+                raise SpecError(f"{source}: paths.{template}.{key}: not an HTTP method: use {', '.join(METHODS)}")
+        path_parameters = _parameters(item.get("parameters"), f"paths.{template}.parameters", source)
         cors = _cors_rule(item[CORS], cors_rules, f"paths.{template}.{CORS}", source) if CORS in item else top_cors
         path_integration = item.get(INTEGRATION)
         pattern = compile_template(template, ignore)
@@ -147,8 +156,8 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
         if ANY_METHOD in item and len(methods) > 1:
             raise SpecError(f"{source}: paths.{template}: {ANY_METHOD} cannot stand beside other methods")
         for method in methods:
-            operation = item[method] or {}
             where = f"paths.{template}.{method}"
+            operation = _mapping(item[method], where, source)
             integration = operation.get(INTEGRATION, path_integration)
             if integration is None:
                 raise SpecError(f"{source}: {where}: no {INTEGRATION}: add one (type: cloud_functions, dummy ...)")
@@ -157,9 +166,8 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
             if kind not in KNOWN:
                 kinds = ", ".join(sorted(KNOWN))
                 raise SpecError(f"{source}: {where}.{INTEGRATION}.type: unknown type {kind!r}: use one of {kinds}")
-            if kind == "cloud_functions" and not integration.get("function_id"):
-                raise SpecError(f"{source}: {where}: a cloud_functions integration needs function_id")
-            parameters = (*path_parameters, *(operation.get("parameters") or ()))
+            _check_integration(kind, integration, f"{where}.{INTEGRATION}", source)
+            parameters = (*path_parameters, *_parameters(operation.get("parameters"), f"{where}.parameters", source))
             routes.append(
                 Route(
                     "*" if method == ANY_METHOD else method.upper(),
@@ -175,6 +183,58 @@ def load_routes(spec: Mapping[str, Any], variables: Mapping[str, str], source: s
     # Literal segments beat parameters, parameters beat greedy ones [choice: the gateway's order is not documented].
     routes.sort(key=lambda route: _specificity(route.template))
     return routes, ignore
+
+
+_PATH_FIELDS = ("parameters", "summary", "description", "servers", "$ref")
+# What each integration needs to run (the docs' required fields).
+_REQUIRED = {
+    "cloud_functions": "function_id",
+    "http": "url",
+    "object_storage": "object",
+    "serverless_containers": "container_id",
+}
+
+
+def _mapping(value: Any, where: str, source: str) -> dict[str, Any]:
+    """A mapping the spec must hold there ({} when absent); SpecError otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: {where}: give a mapping (NAME: value ...), not {type(value).__name__}")
+    return value
+
+
+def _parameters(value: Any, where: str, source: str) -> tuple[dict[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(p, dict) and p.get("name") and p.get("in") for p in value):
+        raise SpecError(f"{source}: {where}: give a list of parameters, each with name: and in: (path, query, header)")
+    return tuple(value)
+
+
+def _check_template(template: str, source: str) -> None:
+    stripped = _PARAM.sub("", template)
+    if "{" in stripped or "}" in stripped:
+        raise SpecError(f"{source}: paths.{template}: a parameter is written {{name}} or {{name+}}")
+
+
+def _check_integration(kind: str, integration: Mapping[str, Any], where: str, source: str) -> None:
+    """What would fail at request time fails here, naming the field."""
+    required = _REQUIRED.get(kind)
+    if required and not integration.get(required):
+        raise SpecError(f"{source}: {where}: a {kind} integration needs {required}")
+    if kind == "cloud_functions":
+        version = str(integration.get("payload_format_version", "0.1"))
+        if version not in ("0.1", "1.0"):
+            raise SpecError(f"{source}: {where}.payload_format_version: use 0.1 or 1.0, not {version!r}")
+    if "context" in integration and not isinstance(integration["context"], dict):
+        raise SpecError(f"{source}: {where}.context: give a mapping")
+    if kind == "dummy":
+        _mapping(integration.get("content"), f"{where}.content", source)
+        _mapping(integration.get("http_headers"), f"{where}.http_headers", source)
+        code = integration.get("http_code", 200)
+        if type(code) is not int or not 100 <= code <= 599:
+            raise SpecError(f"{source}: {where}.http_code: give an HTTP status from 100 to 599, not {code!r}")
 
 
 def _specificity(template: str) -> tuple[int, int, int]:
@@ -223,6 +283,8 @@ def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: s
     Returns the scheme's kind (`basic`, `bearer` or `apikey`), where an API key is (`in`,
     `name`), and the authorizer's `function_id`, `ttl` and caching `mode`.
     """
+    if security is not None and (not isinstance(security, list) or not all(isinstance(r, dict) for r in security)):
+        raise SpecError(f"{source}: {where}.security: give a list, e.g. - bearerAuth: []")
     for requirement in security or ():
         for name in requirement or {}:
             scheme = schemes.get(name)
@@ -249,10 +311,19 @@ def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: s
                 "in": scheme.get("in", "header"),
                 "key": str(scheme.get("name", "")),
                 "function_id": str(authorizer["function_id"]),
-                "ttl": float(authorizer.get("authorizer_result_ttl_in_seconds") or 0),
+                "ttl": _seconds(authorizer, name, source),
                 "mode": str(authorizer.get("authorizer_result_caching_mode", "path")),
             }
     return None
+
+
+def _seconds(authorizer: Mapping[str, Any], name: str, source: str) -> float:
+    value = authorizer.get("authorizer_result_ttl_in_seconds") or 0
+    if type(value) not in (int, float) or value < 0:
+        raise SpecError(
+            f"{source}: securitySchemes.{name}: authorizer_result_ttl_in_seconds is seconds, e.g. 300; not {value!r}"
+        )
+    return float(value)
 
 
 def _jwt(
@@ -284,7 +355,7 @@ def _jwt(
         "required": list(authorizer.get("requiredClaims") or ()),
         "scopes": scopes,
         "function_id": "",
-        "ttl": float(authorizer.get("authorizer_result_ttl_in_seconds") or 0),
+        "ttl": _seconds(authorizer, name, source),
         "mode": str(authorizer.get("authorizer_result_caching_mode", "path")),
     }
 

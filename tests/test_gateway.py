@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -797,3 +798,24 @@ async def test_a_tag_is_a_version_of_its_own(tmp_path: Path) -> None:
             await app.shutdown()
     assert [version for version, _ in answers] == ["$latest", "prod", "canary", "prod"]
     assert len({pid for _, pid in answers[:3]}) == 3 and answers[1][1] == answers[3][1]  # one instance per version
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ({"source": "nope", "handler": "index.handler"}, "function fn1: its folder"),
+        (
+            {"source": ".", "handler": "index.handler", "bogus_key": 1},
+            "function fn1: FunctionApp() got unknown setting(s) bogus_key",
+        ),
+        (
+            {"source": ".", "handler": "index.handler", "memory_limit_mb": "lots"},
+            "function fn1: memory_limit_mb must be a whole number",
+        ),
+    ],
+)
+def test_a_broken_function_mapping_names_the_function_and_the_fix(
+    tmp_path: Path, function: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        GatewayApp(SPEC, functions={"fn1": {**function, "source": str(tmp_path / function["source"])}})

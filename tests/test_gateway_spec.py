@@ -160,3 +160,63 @@ def test_broken_specs_name_the_place_and_the_fix(the_spec: Any, variables: dict[
     with pytest.raises(SpecError) as info:
         load_routes(the_spec, variables, "openapi.yaml")
     assert message in str(info.value)
+
+
+def with_operation(operation: Any = None, item: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    if operation is None:
+        operation = {"x-yc-apigateway-integration": DUMMY}
+    return spec({"/a": {"get": operation, **(item or {})}}, **top)
+
+
+def dummy(**fields: Any) -> dict[str, Any]:
+    return {"x-yc-apigateway-integration": {"type": "dummy", **fields}}
+
+
+@pytest.mark.parametrize(
+    ("the_spec", "message"),
+    [
+        # Found by an outside attack: each crashed the startup with a traceback, or started and failed later.
+        (with_operation([1, 2]), "paths./a.get: give a mapping"),
+        (
+            spec({"/a": {"get": dummy()}}, **{"x-yc-apigateway": {"variables": [1]}}),
+            "x-yc-apigateway.variables: give a mapping",
+        ),
+        (
+            spec({"/a": {"get": dummy()}}, components={"x-yc-apigateway-integrations": [1]}),
+            "components.x-yc-apigateway-integrations: give a mapping",
+        ),
+        (with_operation({**dummy(), "security": "bearerAuth"}), "security: give a list"),
+        (with_operation(dummy(content="ok")), "content: give a mapping"),
+        (with_operation(dummy(http_headers=["a"])), "http_headers: give a mapping"),
+        (with_operation(dummy(http_code="abc")), "http_code: give an HTTP status from 100 to 599"),
+        (with_operation(dummy(http_code=999)), "http_code: give an HTTP status from 100 to 599"),
+        (with_operation({**dummy(), "parameters": {"name": "id"}}), "give a list of parameters"),
+        (spec({"/a/{id": {"get": dummy()}}), "a parameter is written {name} or {name+}"),
+        (
+            with_operation(
+                {
+                    "x-yc-apigateway-integration": {
+                        "type": "cloud_functions",
+                        "function_id": "f",
+                        "payload_format_version": "9",
+                    }
+                }
+            ),
+            "use 0.1 or 1.0",
+        ),
+        (with_operation(item={"fetch": dummy()}), "paths./a.fetch: not an HTTP method"),
+        (with_operation(dummy(context=[1])), "context: give a mapping"),
+        (with_operation({"x-yc-apigateway-integration": {"type": "object_storage", "bucket": "b"}}), "needs object"),
+        (
+            spec(
+                {"/a": {"get": dummy()}}, **{"x-yc-apigateway": {"variables": {"v": {"default": "x", "enum": ["a"]}}}}
+            ),
+            "the default is not in its enum",
+        ),
+    ],
+)
+def test_spec_mistakes_stop_at_startup_naming_the_place(the_spec: Any, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_routes(the_spec, {}, "openapi.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("openapi.yaml: ")

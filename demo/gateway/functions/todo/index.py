@@ -1,5 +1,6 @@
 """A small to-do REST API behind the gateway: it routes on the gateway's `path` and `pathParams`."""
 
+import base64
 import json
 
 TODOS: dict[str, dict] = {}  # one list per instance, as module globals are on the platform
@@ -18,7 +19,8 @@ def handler(event, context):
     if template == "/todos" and method == "GET":
         return _reply(200, {"todos": list(TODOS.values())})
     if template == "/todos" and method == "POST":
-        body = json.loads(event["body"] or "{}")
+        text = base64.b64decode(event["body"]).decode() if event["isBase64Encoded"] else event["body"]
+        body = json.loads(text or "{}")  # a client that sent no JSON Content-Type: the body arrives base64
         todo = {"id": str(len(TODOS) + 1), "title": body.get("title", ""), "done": False}
         TODOS[todo["id"]] = todo
         return _reply(201, todo)
