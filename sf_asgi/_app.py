@@ -145,7 +145,7 @@ class FunctionApp:
 
     def _start_timers(self) -> None:
         """Timer triggers (SF_TIMER) fire on the same instances as the requests."""
-        if self._timers is not None or not self.settings.timer:  # on every request without lifespan: cheap
+        if self._timers is not None or not self.settings.timer:
             return
         timers = parse_timers(self.settings.timer)
         if timers:
@@ -241,13 +241,17 @@ class FunctionApp:
         """An instance's LoadError names SF_* variables; the client is told in the user's words."""
         if response is None or not response.error or response.error.get("errorType") != "LoadError":
             return response
-        words = in_words(str(response.error["errorMessage"]), self._via or os.environ.get(VIA_VARIABLE, "env"))
+        words = in_words(str(response.error["errorMessage"]), self._how_run())
         return user_error_response({**response.error, "errorMessage": words})
 
     def _words(self, error: ConfigError | LoadError) -> str:
         """The error's message (and a LoadError's traceback), naming settings as the user gave them."""
         text = error.report() if isinstance(error, LoadError) else str(error)
-        return in_words(text, self._via or os.environ.get(VIA_VARIABLE, "env"))
+        return in_words(text, self._how_run())
+
+    def _how_run(self) -> str:
+        """How settings were given: "code", "cli" (the sf-asgi command says so) or "env"."""
+        return self._via or os.environ.get(VIA_VARIABLE, "env")
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "CONNECT":
@@ -266,8 +270,8 @@ class FunctionApp:
                 pool = target
                 self._start_lazily(pool)
             else:
-                instance = target
-            self._start_timers()  # no lifespan ran: the first request starts them
+                instance = target  # the first request, here only once
+                self._start_timers()  # no lifespan ran: the first request starts them
         body = await _read_body(scope, receive)
         if body is None:
             return  # the client left before its request was complete
@@ -361,6 +365,7 @@ class FunctionApp:
             self._started = True
             self._watch_edits(pool)
             pool.start_lazily()
+            self._start_timers()
 
     def _watch_edits(self, pool: Pool) -> None:
         if pool.settings.reload and self._reloader is None:

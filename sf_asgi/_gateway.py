@@ -9,7 +9,6 @@ here; integrations that need the cloud answer 501 and are marked in the route ta
 from __future__ import annotations
 
 import contextlib
-import json
 import mimetypes
 import os
 import tempfile
@@ -26,7 +25,7 @@ from ._gateway_event import gateway_event, substitute, version_1
 from ._gateway_http import container, proxy
 from ._gateway_spec import Route, SpecError, function_ids, load_routes, param_names
 from ._logging import logger
-from ._response import HTTPResponse, wire_headers
+from ._response import HTTPResponse, gateway_error, wire_headers
 from ._types import Receive, Scope, Send
 
 # The gateway's own request and response limit (gateway-facts §1.9), read as MiB like the function's [choice].
@@ -34,41 +33,45 @@ GATEWAY_MAX = 2_621_440
 _DELIVERED = (b"cookie", b"authorization")  # stripped on a direct call, delivered by the gateway
 
 
-def _gateway_error(status: int, message: str) -> HTTPResponse:
-    """The gateway's own answer [choice: its body is not documented]: `{"message": ...}`."""
-    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())
-
-
 def load_spec(spec: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
     """The spec as data, and what to call it in messages (its file name)."""
     if isinstance(spec, Mapping):
         return spec, "the spec"
     path = str(spec)
+    return read_yaml(path, path, "give the path of the gateway's OpenAPI spec") or {}, path
+
+
+def read_yaml(path: str, label: str, fix: str) -> Any:
+    """A YAML file's data; SpecError naming `label`, with the line and column of a syntax error."""
     try:
         import yaml
     except ImportError:  # pragma: no cover - the gateway extra brings it
-        raise SpecError('reading a spec needs PyYAML: pip install "sf_asgi[gateway]"') from None
+        raise SpecError('reading YAML needs PyYAML: pip install "sf_asgi[gateway]"') from None
     try:
         with open(path, encoding="utf-8") as file:
-            return yaml.safe_load(file) or {}, path
+            return yaml.safe_load(file)
     except OSError as exc:
-        raise SpecError(f"{path}: {exc.strerror}: give the path of the gateway's OpenAPI spec") from None
+        raise SpecError(f"{label}: {exc.strerror}: {fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}: {where}not valid YAML: {problem}") from None
+        raise SpecError(f"{label}: {where}not valid YAML: {problem}") from None
+
+
+def settings_of(target: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A function's mapping: `functions/todo/index.handler` (a folder, then the entry point) or its settings."""
+    if isinstance(target, str):
+        folder, _, entry = target.rpartition("/")
+        return {"source": folder or ".", "handler": entry}
+    return dict(target)
 
 
 def function_app(function_id: str, target: str | Mapping[str, Any], base: str) -> FunctionApp:
     """`functions/todo/index.handler` (a folder, then the entry point) or a mapping of settings."""
-    if isinstance(target, str):
-        folder, _, entry = target.rpartition("/")
-        settings: dict[str, Any] = {"handler": entry, "source_dir": folder or "."}
-    else:
-        settings = dict(target)
-        if "source" in settings:
-            settings["source_dir"] = settings.pop("source")
+    settings = settings_of(target)
+    if "source" in settings:
+        settings["source_dir"] = settings.pop("source")
     settings.setdefault("function_name", function_id)
     settings["source_dir"] = os.path.normpath(os.path.join(base, settings.get("source_dir", ".")))
     if settings.get("env_file"):
@@ -210,24 +213,27 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | HTTPResponse:
-        """The route for a request and its path parameters, or the gateway's 404 or 405 [choice]."""
-        on_path = False
+    def match(
+        self, method: str, path: str
+    ) -> tuple[tuple[Route, dict[str, str]] | HTTPResponse, dict[str, Any] | None]:
+        """(the route for a request and its path parameters, or the gateway's 404 or 405 [choice]),
+        and the CORS rule of its path (every route of a path carries the same)."""
+        on_path: Route | None = None
         fallback: tuple[Route, dict[str, str]] | None = None
         for route in self.routes:
             found = route.match(path, self.ignore_trailing_slashes)
             if found is None:
                 continue
-            on_path = True
+            on_path = on_path or route
             names = self._names[route.template]
             params = {names[group]: value for group, value in found.items()}
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, params
+                return (route, params), route.cors
             if route.method == "*" and fallback is None:
                 fallback = (route, params)
-        if fallback is not None:
-            return fallback
-        return _gateway_error(405, "Method Not Allowed") if on_path else _gateway_error(404, "Not Found")
+        if on_path is None:
+            return gateway_error(404, "Not Found"), None
+        return fallback or gateway_error(405, "Method Not Allowed"), on_path.cors
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(scope, receive)
@@ -237,11 +243,10 @@ class GatewayApp:
             await _send(send, body)
             return
         if len(body) > GATEWAY_MAX:
-            await _send(send, _gateway_error(413, "Request Entity Too Large"))
+            await _send(send, gateway_error(413, "Request Entity Too Large"))
             return
         path = scope.get("path", "/")
-        found = self.match(scope["method"], path)
-        rule = self._cors(path)
+        found, rule = self.match(scope["method"], path)
         origin = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"origin"), None)
         if scope["method"] == "OPTIONS" and rule is not None and rule["origin"] is not False:
             await _send(send, preflight(rule, origin, scope["headers"]))  # answered by the gateway itself
@@ -252,7 +257,7 @@ class GatewayApp:
         route, params = found
         response = await self._integrate(route, params, scope, body)
         if len(response.body) > GATEWAY_MAX:
-            response = _gateway_error(502, "Response is over the gateway's 2.5 MB limit")
+            response = gateway_error(502, "Response is over the gateway's 2.5 MB limit")
         if rule is not None and rule["origin"] is not False and origin is not None:
             response.headers.extend(cors_headers(rule, origin))
         await send({"type": "http.response.start", "status": response.status, "headers": wire_headers(response)})
@@ -265,24 +270,13 @@ class GatewayApp:
             return self.functions[function_id]
         app = self._versions.get((function_id, name))
         if app is None:
-            target = self._targets[function_id]
-            settings = dict(target) if isinstance(target, Mapping) else {}
-            if isinstance(target, str):
-                folder, _, entry = target.rpartition("/")
-                settings = {"source": folder or ".", "handler": entry}
-            app = function_app(function_id, {**settings, "function_version": name}, self._base)
+            settings = {**settings_of(self._targets[function_id]), "function_version": name}
+            app = function_app(function_id, settings, self._base)
             self._versions[(function_id, name)] = app  # started by its first invocation
         return app
 
     async def _call_authorizer(self, function_id: str, event: dict[str, Any]) -> HTTPResponse:
         return (await self.functions[function_id].invoke_event(event, raw=True))[1]
-
-    def _cors(self, path: str) -> dict[str, Any] | None:
-        """The CORS rule of the path a request is for (any of its routes carries it)."""
-        for route in self.routes:
-            if route.match(path, self.ignore_trailing_slashes) is not None:
-                return route.cors
-        return None
 
     def _event(
         self, route: Route, params: dict[str, str], scope: Scope, body: bytes
@@ -315,12 +309,12 @@ class GatewayApp:
             folder = self.buckets.get(str(route.integration.get("bucket")))
             if folder is None:
                 bucket = route.integration.get("bucket")
-                return _gateway_error(501, f"bucket {bucket} has no local folder: add --bucket {bucket}=DIR")
+                return gateway_error(501, f"bucket {bucket} has no local folder: add --bucket {bucket}=DIR")
             return _object(route, params, folder)
         if route.kind == "serverless_containers":
             container_id = str(route.integration.get("container_id"))
             if container_id not in self.containers:
-                return _gateway_error(
+                return gateway_error(
                     501, f"container {container_id} has no local URL: add --container {container_id}=URL"
                 )
             _, event, _ = self._event(route, params, scope, body)
@@ -329,7 +323,7 @@ class GatewayApp:
             _, event, _ = self._event(route, params, scope, body)  # for the declared parameters' values
             return await proxy(route.integration, event["params"], scope, body)
         if route.kind not in ("dummy", "cloud_functions"):
-            return _gateway_error(
+            return gateway_error(
                 501, f"sf_asgi does not run {route.kind} integrations locally ({route.method} {route.template})"
             )
         if route.kind == "dummy" and route.authorizer is None:
@@ -368,7 +362,7 @@ def _object(route: Route, params: Mapping[str, str], folder: str) -> HTTPRespons
     if found is None and integration.get("error_object"):
         found, status = read(str(integration["error_object"])), 404
     if found is None:
-        return _gateway_error(404, "Not Found")
+        return gateway_error(404, "Not Found")
     body, content_type = found
     return HTTPResponse(status, [(b"content-type", content_type.encode())], body)
 
@@ -417,7 +411,7 @@ def _dummy(route: Route, params: Mapping[str, str], scope: Scope) -> HTTPRespons
     accept = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"accept"), "")
     chosen = _negotiate(accept, list(content))
     if chosen is None:
-        return _gateway_error(415, "Unsupported Media Type")
+        return gateway_error(415, "Unsupported Media Type")
     headers = [
         (str(name).encode(), str(substitute(value, params)).encode())
         for name, value in (integration.get("http_headers") or {}).items()

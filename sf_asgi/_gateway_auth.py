@@ -15,13 +15,9 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from ._event import canonical_header_key
-from ._response import HTTPResponse
+from ._response import HTTPResponse, gateway_error
 
 Verdict = dict[str, Any] | HTTPResponse  # the context on success, else the gateway's answer
-
-
-def _error(status: int, message: str) -> HTTPResponse:
-    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())
 
 
 def cookies(header: str) -> dict[str, str]:
@@ -79,7 +75,7 @@ class Authorizers:
     ) -> Verdict:
         secret = credentials(authorizer, event, cookie)
         if secret is None:
-            return _error(401, "Unauthorized")
+            return gateway_error(401, "Unauthorized")
         where = template if authorizer["mode"] == "path" else f"{raw_path}?{event.get('url', '').partition('?')[2]}"
         key = (authorizer["function_id"], where, event["httpMethod"], secret)
         now = time.monotonic()
@@ -103,7 +99,9 @@ class Authorizers:
         try:
             keys = await _jwks(authorizer["jwks"], self._base)
         except (OSError, ValueError) as exc:
-            return _error(500, f"Internal Server Error: the JWKS at {authorizer['jwks']} could not be read: {exc}")
+            return gateway_error(
+                500, f"Internal Server Error: the JWKS at {authorizer['jwks']} could not be read: {exc}"
+            )
         try:
             header = jwt.get_unverified_header(token)
             key = keys[header["kid"]] if "kid" in header else next(iter(keys.values()))
@@ -116,11 +114,11 @@ class Authorizers:
                 options={"require": authorizer["required"], "verify_aud": bool(authorizer["audiences"])},
             )
         except (jwt.PyJWTError, KeyError, StopIteration):
-            return _error(401, "Unauthorized")
+            return gateway_error(401, "Unauthorized")
         granted = claims.get("scope", claims.get("scp", ""))
         scopes = granted.split() if isinstance(granted, str) else [str(item) for item in granted]
         if not set(authorizer["scopes"]) <= set(scopes):
-            return _error(403, "Forbidden")
+            return gateway_error(403, "Forbidden")
         return {
             "jwt": {
                 "claims": {k: v if isinstance(v, str) else json.dumps(v) for k, v in claims.items()},
@@ -161,14 +159,14 @@ async def _jwks(where: str, base: str) -> dict[str, Any]:
 
 def _read(response: HTTPResponse) -> Verdict:
     if response.error is not None or response.status != 200:
-        return _error(500, "Internal Server Error: the authorizer failed")
+        return gateway_error(500, "Internal Server Error: the authorizer failed")
     try:
         result = json.loads(response.body)
     except ValueError:
         result = None
     if not isinstance(result, dict) or type(result.get("isAuthorized")) is not bool:
-        return _error(500, 'Internal Server Error: the authorizer must return {"isAuthorized": true or false}')
+        return gateway_error(500, 'Internal Server Error: the authorizer must return {"isAuthorized": true or false}')
     if not result["isAuthorized"]:
-        return _error(403, "Forbidden")
+        return gateway_error(403, "Forbidden")
     context = result.get("context")
     return dict(context) if isinstance(context, dict) else {}

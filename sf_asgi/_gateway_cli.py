@@ -10,6 +10,7 @@ from typing import Any
 
 from ._cli import _Parser
 from ._config import ConfigError
+from ._gateway import read_yaml, settings_of
 from ._gateway_spec import SpecError
 from ._loader import LoadError
 
@@ -24,6 +25,26 @@ def _pair(flag: str) -> Any:
     return parse
 
 
+_PAIRS = (
+    (
+        "--function",
+        "ID=DIR/FILE.FUNCTION",
+        "a function_id of the spec and its local entry point, relative to the spec's folder",
+    ),
+    ("--var", "NAME=VALUE", "a spec variable"),
+    (
+        "--bucket",
+        "NAME=DIR",
+        "serve an object_storage integration's bucket from a local folder, relative to the spec's folder",
+    ),
+    (
+        "--container",
+        "ID=URL",
+        "send a serverless_containers integration's requests to a local URL, e.g. abc=http://127.0.0.1:9000",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sf-asgi gateway",
@@ -31,35 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         "E.g. sf-asgi gateway openapi.yaml --function d4e1abc=functions/todo/index.handler",
     )
     parser.add_argument("spec", metavar="SPEC", help="the gateway's OpenAPI spec (YAML)")
-    parser.add_argument(
-        "--function",
-        action="append",
-        type=_pair("--function"),
-        default=[],
-        metavar="ID=DIR/FILE.FUNCTION",
-        help="a function_id of the spec and its local entry point, relative to the spec's folder",
-    )
+    for flag, metavar, help_text in _PAIRS:  # repeatable NAME=VALUE flags
+        parser.add_argument(flag, action="append", type=_pair(flag), default=[], metavar=metavar, help=help_text)
     parser.add_argument(
         "--functions", metavar="FILE", help="YAML: each function_id with its source, handler and settings"
-    )
-    parser.add_argument(
-        "--var", action="append", type=_pair("--var"), default=[], metavar="NAME=VALUE", help="a spec variable"
-    )
-    parser.add_argument(
-        "--bucket",
-        action="append",
-        type=_pair("--bucket"),
-        default=[],
-        metavar="NAME=DIR",
-        help="serve an object_storage integration's bucket from a local folder, relative to the spec's folder",
-    )
-    parser.add_argument(
-        "--container",
-        action="append",
-        type=_pair("--container"),
-        default=[],
-        metavar="ID=URL",
-        help="send a serverless_containers integration's requests to a local URL, e.g. abc=http://127.0.0.1:9000",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
@@ -70,17 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _functions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     functions: dict[str, Any] = {}
     if args.functions:
-        import yaml
-
-        try:
-            with open(args.functions, encoding="utf-8") as file:
-                loaded = yaml.safe_load(file) or {}
-        except OSError as exc:
-            parser.error(f"--functions {args.functions}: {exc.strerror}")
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-            parser.error(f"--functions {args.functions}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}")
+        loaded = read_yaml(args.functions, f"--functions {args.functions}", "give the functions file's path") or {}
         if not isinstance(loaded, dict):
             parser.error(f"--functions {args.functions}: map each function_id to its source and handler")
         folder = os.path.relpath(
@@ -92,15 +78,8 @@ def _functions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
             functions[str(function_id)] = target
     functions.update(dict(args.function))
     if args.reload:
-        functions = {
-            fid: ({**t, "reload": True} if isinstance(t, dict) else _with_reload(t)) for fid, t in functions.items()
-        }
+        functions = {fid: {**settings_of(target), "reload": True} for fid, target in functions.items()}
     return functions
-
-
-def _with_reload(target: str) -> dict[str, Any]:
-    folder, _, entry = target.rpartition("/")
-    return {"source": folder or ".", "handler": entry, "reload": True}
 
 
 def main(argv: Sequence[str]) -> int:

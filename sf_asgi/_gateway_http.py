@@ -13,11 +13,21 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ._gateway_event import substitute
-from ._response import HTTPResponse
+from ._response import HTTPResponse, gateway_error
 
 # Not forwarded either way: they describe one connection, not the request.
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"})
 _RECOMPUTED = frozenset({"content-length", "content-encoding"})
+
+
+def _request_headers(scope: Mapping[str, Any], drop: set[str]) -> list[tuple[str, str]]:
+    """The request's headers as text, without those of its connection, its length and `drop`."""
+    dropped = _HOP | {"content-length"} | drop
+    return [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name.decode("latin-1").lower() not in dropped
+    ]
 
 
 def _values(
@@ -44,11 +54,7 @@ def request_parts(
     integration: Mapping[str, Any], params: Mapping[str, str], scope: Mapping[str, Any]
 ) -> tuple[str, str, list[tuple[str, str]], list[tuple[str, str]]]:
     """(method, url, headers, query) of the proxied request (pure)."""
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name.decode("latin-1").lower() not in _HOP | {"host", "content-length"}
-    ]
+    headers = _request_headers(scope, {"host"})
     agent = [(n, v) for n, v in headers if n.lower() == "user-agent"]
     spec_headers = dict(integration.get("headers") or {})
     if spec_headers.get("*") == "*":
@@ -76,11 +82,7 @@ async def container(
     import base64
     import json
 
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name.decode("latin-1").lower() not in _HOP | {"content-length"}
-    ]
+    headers = _request_headers(scope, set())  # Host too: the container sees the gateway's
     if "context" in integration:
         context = json.dumps(substitute(integration["context"], params), separators=(",", ":"))
         headers.append(("X-Yc-ApiGateway-Operation-Context", base64.b64encode(context.encode()).decode()))
@@ -111,18 +113,12 @@ async def _send_request(
                 content=body or None,
             )
     except httpx.TimeoutException:
-        return _error(504, f"Gateway Timeout: {url} did not answer in time")
+        return gateway_error(504, f"Gateway Timeout: {url} did not answer in time")
     except httpx.HTTPError as exc:
-        return _error(502, f"Bad Gateway: {url}: {exc}")
+        return gateway_error(502, f"Bad Gateway: {url}: {exc}")
     kept = [
         (name.encode("latin-1"), value.encode("latin-1"))
         for name, value in answer.headers.items()
         if name.lower() not in _HOP | _RECOMPUTED
     ]
     return HTTPResponse(answer.status_code, kept, answer.content)
-
-
-def _error(status: int, message: str) -> HTTPResponse:
-    import json
-
-    return HTTPResponse(status, [(b"content-type", b"application/json")], json.dumps({"message": message}).encode())

@@ -243,19 +243,28 @@ def _specificity(template: str) -> tuple[int, int, int]:
     return (greedy, params, -len(template))
 
 
+def _follow(value: dict[str, Any], table: Mapping[str, Any], section: str, where: str, source: str) -> dict[str, Any]:
+    """`value`, or what its `$ref: "#/components/SECTION/NAME"` names, through any chain of them."""
+    prefix = f"#/components/{section}/"
+    for _ in range(len(table) + 1):  # a longer chain comes back to itself
+        ref = value.get("$ref")
+        if ref is None:
+            return value
+        name = str(ref)[len(prefix) :] if str(ref).startswith(prefix) else None
+        if name is None or name not in table:
+            known = ", ".join(prefix + key for key in table) or f"none: add components.{section}"
+            raise SpecError(f"{source}: {where}.$ref: {ref!r} points nowhere; the spec has {known}")
+        where, value = f"components.{section}.{name}", table[name]
+        if not isinstance(value, dict):
+            raise SpecError(f"{source}: {where}: give a mapping")
+    raise SpecError(f"{source}: {where}.$ref: the $refs go round in a circle: point one at a definition")
+
+
 def _resolve(integration: Any, shared: Mapping[str, Any], where: str, source: str) -> dict[str, Any]:
-    """An integration, or a `$ref: "#/components/x-yc-apigateway-integrations/NAME"` to one."""
+    """An integration, or a `$ref` to one in `components.x-yc-apigateway-integrations`."""
     if not isinstance(integration, dict):
         raise SpecError(f"{source}: {where}.{INTEGRATION}: give a mapping with type:")
-    ref = integration.get("$ref")
-    if ref is None:
-        return integration
-    prefix = f"#/components/{INTEGRATION}s/"
-    name = str(ref)[len(prefix) :] if str(ref).startswith(prefix) else None
-    if name is None or name not in shared:
-        known = ", ".join(prefix + key for key in shared) or f"none: add components.{INTEGRATION}s"
-        raise SpecError(f"{source}: {where}.{INTEGRATION}.$ref: {ref!r} points nowhere; the spec has {known}")
-    return _resolve(shared[name], shared, f"components.{INTEGRATION}s.{name}", source)
+    return _follow(integration, shared, INTEGRATION + "s", f"{where}.{INTEGRATION}", source)
 
 
 def _cors_rule(rule: Any, rules: Mapping[str, Any], where: str, source: str) -> dict[str, Any] | None:
@@ -264,17 +273,10 @@ def _cors_rule(rule: Any, rules: Mapping[str, Any], where: str, source: str) -> 
         return None
     if not isinstance(rule, dict):
         raise SpecError(f"{source}: {where}: give a CORS rule (origin:, methods: ...) or a $ref to one")
-    ref = rule.get("$ref")
-    if ref is not None:
-        prefix = f"#/components/{CORS}-rules/"
-        name = str(ref)[len(prefix) :] if str(ref).startswith(prefix) else None
-        if name is None or name not in rules:
-            known = ", ".join(prefix + key for key in rules) or f"none: add components.{CORS}-rules"
-            raise SpecError(f"{source}: {where}.$ref: {ref!r} points nowhere; the spec has {known}")
-        return _cors_rule(rules[name], rules, f"components.{CORS}-rules.{name}", source)
-    if "origin" not in rule:
+    followed = _follow(rule, rules, CORS + "-rules", where, source)
+    if "origin" not in followed:
         raise SpecError(f"{source}: {where}: a CORS rule needs origin: (true, false, a string or a list)")
-    return rule
+    return followed
 
 
 def _authorizer(security: Any, schemes: Mapping[str, Any], where: str, source: str) -> dict[str, Any] | None:

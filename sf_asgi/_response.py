@@ -324,6 +324,11 @@ def malformed_response(text: str) -> HTTPResponse:
     return _error(502, {"errorMessage": MALFORMED_MESSAGE, "errorType": "ProxyIntegrationError", "payload": text})
 
 
+def gateway_error(status: int, message: str) -> HTTPResponse:
+    """API Gateway's own answer [choice: its body is not documented]: `{"message": ...}`."""
+    return HTTPResponse(status, list(_JSON_HEADERS), json.dumps({"message": message}).encode())
+
+
 def platform_error(status: int, error_type: str, message: str) -> HTTPResponse:
     """An error the platform answers itself (413, 429, 504, ...) as `{errorMessage, errorType}`."""
     return _error(status, {"errorMessage": message, "errorType": error_type})

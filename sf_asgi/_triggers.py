@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import inspect
 import json
 import secrets
 import string
@@ -338,9 +339,7 @@ def make(kind: str, **fields: Any) -> TriggerEvent:
     builder = BUILDERS.get(kind.replace("-", "_"))
     if builder is None:
         raise ValueError(f"unknown trigger kind {kind!r}: use one of {', '.join(BUILDERS)}")
-    import inspect
-
-    known = [name for name in inspect.signature(builder).parameters]
+    known = list(inspect.signature(builder).parameters)
     unknown = sorted(set(fields) - set(known))
     if unknown:
         raise TypeError(f"a {kind} event takes {', '.join(known)}; not {', '.join(unknown)}")

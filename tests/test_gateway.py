@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,21 @@ def gateway(tmp_path: Path) -> GatewayApp:
     )
 
 
-async def request(app: GatewayApp, method: str, url: str, **kwargs: Any) -> httpx.Response:
+@contextlib.asynccontextmanager
+async def serving(app: GatewayApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the started gateway; its functions are shut down on leaving."""
     transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
         await app.startup()
         try:
-            return await client.request(method, url, **kwargs)
+            yield client
         finally:
             await app.shutdown()
+
+
+async def request(app: GatewayApp, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async with serving(app) as client:
+        return await client.request(method, url, **kwargs)
 
 
 async def test_the_01_event_field_by_field(gateway: GatewayApp) -> None:
@@ -461,16 +469,11 @@ async def test_the_authorizers_context_reaches_the_function(functions: dict[str,
 @pytest.mark.parametrize(("ttl", "calls"), [(0, [1, 2, 3]), (300, [1, 1, 1])])
 async def test_verdicts_are_cached_for_the_ttl(functions: dict[str, Any], ttl: int, calls: list[int]) -> None:
     app = GatewayApp(auth_spec(BEARER, ttl=ttl), functions=functions)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
-        await app.startup()
-        try:
-            seen = []
-            for item in (1, 2, 3):  # mode "path": one template, so one cache entry
-                response = await client.get(f"/items/{item}", headers={"Authorization": "Bearer good"})
-                seen.append(response.json()["event"]["requestContext"]["authorizer"]["calls"])
-        finally:
-            await app.shutdown()
+    async with serving(app) as client:
+        seen = []
+        for item in (1, 2, 3):  # mode "path": one template, so one cache entry
+            response = await client.get(f"/items/{item}", headers={"Authorization": "Bearer good"})
+            seen.append(response.json()["event"]["requestContext"]["authorizer"]["calls"])
     assert seen == calls
 
 
@@ -756,21 +759,16 @@ async def test_an_edit_reloads_only_that_functions_instances(tmp_path: Path) -> 
     spec = {"openapi": "3.0.0", "paths": {"/a": route("a"), "/b": route("b")}}
     functions = {fid: {"source": str(tmp_path / fid), "handler": "index.handler", "reload": True} for fid in ("a", "b")}
     app = GatewayApp(spec, functions=functions)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
-        await app.startup()
-        try:
-            before = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
-            source = tmp_path / "a" / "index.py"
-            source.write_text(source.read_text().replace("'a '", "'a2 '"))
-            os.utime(source, (time.time() + 2, time.time() + 2))
-            for _ in range(60):  # bounded: a reload takes well under a second
-                await anyio.sleep(0.05)
-                if (await client.get("/a")).text.startswith("a2 "):
-                    break
-            after = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
-        finally:
-            await app.shutdown()
+    async with serving(app) as client:
+        before = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
+        source = tmp_path / "a" / "index.py"
+        source.write_text(source.read_text().replace("'a '", "'a2 '"))
+        os.utime(source, (time.time() + 2, time.time() + 2))
+        for _ in range(60):  # bounded: a reload takes well under a second
+            await anyio.sleep(0.05)
+            if (await client.get("/a")).text.startswith("a2 "):
+                break
+        after = {fid: (await client.get(f"/{fid}")).text for fid in ("a", "b")}
     assert after["a"].startswith("a2 ") and after["a"] != before["a"]
     assert after["b"] == before["b"]  # the same instance, untouched
 
@@ -789,13 +787,8 @@ async def test_a_tag_is_a_version_of_its_own(tmp_path: Path) -> None:
         "paths": {"/latest": tagged("$latest"), "/prod": tagged("prod"), "/v/{t}": tagged("{t}")},
     }
     app = GatewayApp(spec, functions={"f": {"source": str(tmp_path), "handler": "index.handler"}})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw.local") as client:
-        await app.startup()
-        try:
-            answers = [(await client.get(path)).text.split() for path in ("/latest", "/prod", "/v/canary", "/prod")]
-        finally:
-            await app.shutdown()
+    async with serving(app) as client:
+        answers = [(await client.get(path)).text.split() for path in ("/latest", "/prod", "/v/canary", "/prod")]
     assert [version for version, _ in answers] == ["$latest", "prod", "canary", "prod"]
     assert len({pid for _, pid in answers[:3]}) == 3 and answers[1][1] == answers[3][1]  # one instance per version
 
